@@ -1,0 +1,97 @@
+"""The gateway's exception tree.
+
+Every error the gateway raises on purpose derives from one root, so callers can
+catch ``GatewayError`` and know nothing unexpected slipped through::
+
+    GatewayError
+    ├── ConfigError                 a map or config file is invalid (all problems listed)
+    ├── ProtocolError               a value cannot be encoded as TuyaMCU (local fault)
+    │   └── DpRecordError           a DP record has the wrong size for its type
+    ├── LinkError                   the UART link to the MCU failed
+    │   ├── LinkNotReadyError       the handshake is not complete: nothing was sent
+    │   ├── LinkClosedError         the link was stopped while waiting
+    │   ├── McuTimeoutError         the MCU did not answer in time (also a TimeoutError)
+    │   └── LowPowerProtocolError   the MCU speaks the low-power protocol, not ours
+    └── WriteError                  a datapoint write was refused or not confirmed
+        ├── WriteRejectedError      the value failed validation; nothing was sent
+        ├── WriteMismatchError      the MCU confirmed a different value
+        └── BusyError               the breaker motor needs more time between operations
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BusyError",
+    "ConfigError",
+    "DpRecordError",
+    "GatewayError",
+    "LinkClosedError",
+    "LinkError",
+    "LinkNotReadyError",
+    "LowPowerProtocolError",
+    "McuTimeoutError",
+    "ProtocolError",
+    "WriteError",
+    "WriteMismatchError",
+    "WriteRejectedError",
+]
+
+
+class GatewayError(Exception):
+    """Root of every error the gateway raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    """A map or configuration file is invalid; ``errors`` lists every problem."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+class ProtocolError(GatewayError, ValueError):
+    """A value cannot be represented in the TuyaMCU protocol."""
+
+
+class DpRecordError(ProtocolError):
+    """A DP record's payload does not fit its type."""
+
+
+class LinkError(GatewayError):
+    """The link to the MCU failed."""
+
+
+class LinkNotReadyError(LinkError):
+    """The link is not READY; the request was refused and never sent."""
+
+
+class LinkClosedError(LinkError):
+    """The link was stopped while a request was waiting."""
+
+
+class McuTimeoutError(LinkError, TimeoutError):
+    """The MCU did not answer within its window."""
+
+
+class LowPowerProtocolError(LinkError):
+    """The MCU answered with version 0x00: it speaks the low-power protocol."""
+
+
+class WriteError(GatewayError):
+    """A datapoint write was refused or not confirmed."""
+
+
+class WriteRejectedError(WriteError):
+    """The value failed validation before anything was sent."""
+
+
+class WriteMismatchError(WriteError):
+    """The MCU reported a value other than the one written."""
+
+    def __init__(self, message: str, reported: object) -> None:
+        super().__init__(message)
+        self.reported = reported
+
+
+class BusyError(WriteError):
+    """The breaker motor was operated too recently."""

@@ -62,7 +62,7 @@ class McuTwin:
         self.output = TwinOutput(seed + 1)
         self.received: list[Frame] = []
         self.dp_commands: list[tuple[float, DpValue]] = []
-        self.commands_ignored = self.boots = 0
+        self.commands_ignored = self.boots = self.report_ticks = 0
         self.local_time: datetime | None = None  # the gateway's answer to 0x1C
         self.rssi_dbm: int | None = None
         self.network_status: int | None = None
@@ -325,6 +325,7 @@ class McuTwin:
 
     def _periodic(self) -> None:
         self._report_handle = None
+        self.report_ticks += 1
         self._model.integrate()
         if self._online:
             for group in self.variant.periodic:

@@ -269,9 +269,10 @@ class McuTwin:
         if stored is None:
             self.commands_ignored += 1
             return
-        if spec is not None and spec.role is Role.ONLINE and stored.value == 1:
+        if spec is not None and spec.role is Role.ONLINE:
             assert self._loop is not None
-            self._fast_until = self._loop.time() + FAST_REPORT_DURATION_S
+            online = stored.value == spec.labels.index("online")
+            self._fast_until = self._loop.time() + FAST_REPORT_DURATION_S if online else 0.0
             self._schedule_report()
         self._report([dp.dpid])
         self._report(self._model.check_protections())

@@ -399,6 +399,11 @@ async def test_family_b_online_state_turns_on_fast_reporting() -> None:
         assert twin.fast_reporting
         await gw.wait_for(lambda: bool(gw.reports(6)))  # report_interval=0 is off otherwise
         assert gw.reports(131)
+        await gw.request(dp_command(DpValue.of_enum(109, 0)), Command.DP_REPORT)
+        assert not twin.fast_reporting
+        gw.send(dp_command(DpValue.of_enum(109, 2)))  # not one of the two labels
+        await gw.sync()
+        assert twin.commands_ignored == 1
 
 
 # -- reporting and physics ---------------------------------------------------------------------

@@ -235,7 +235,7 @@ class _TwinStreamProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
-        self._twin.connection_lost()
+        self._twin.connection_lost(self._write)  # the twin may serve a newer connection now
 
 
 async def serve_tcp(host: str, port: int, twin_factory: Callable[[], McuTwin]) -> asyncio.Server:

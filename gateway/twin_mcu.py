@@ -90,7 +90,10 @@ class McuTwin:
         self.output.attach(self._loop, send)
         self._schedule_report()
 
-    def connection_lost(self) -> None:
+    def connection_lost(self, send: Callable[[bytes], None] | None = None) -> None:
+        """The line is gone; with ``send``, only if that is still the line in use."""
+        if send is not None and not self.output.attached_to(send):
+            return
         self.output.detach()
         self._cancel_motor()
         if self._report_handle is not None:

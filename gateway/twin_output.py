@@ -52,6 +52,9 @@ class TwinOutput:
     def connected(self) -> bool:
         return self._send is not None
 
+    def attached_to(self, send: Callable[[bytes], None]) -> bool:
+        return self._send == send
+
     def attach(self, loop: asyncio.AbstractEventLoop, send: Callable[[bytes], None]) -> None:
         self.detach()
         self._loop = loop

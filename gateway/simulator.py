@@ -60,6 +60,7 @@ class TwinOptions:
     drop_replies: float = 0.0
     delay_s: float = 0.0
     split_bytes: bool = False
+    small_rx_buffer: bool = False
 
 
 def twin_from_options(opts: TwinOptions) -> McuTwin:
@@ -82,6 +83,7 @@ def twin_from_options(opts: TwinOptions) -> McuTwin:
     faults.drop_replies = opts.drop_replies
     faults.delay_s = opts.delay_s
     faults.split_bytes = opts.split_bytes
+    faults.small_rx_buffer = opts.small_rx_buffer
     return twin
 
 

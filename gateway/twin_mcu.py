@@ -34,6 +34,8 @@ VERSION_MCU = 0x03
 WIFI_CLOUD = 4
 FAST_REPORT_INTERVAL_S = 1.0
 FAST_REPORT_DURATION_S = 60.0
+# The Tuya MCU SDK's default 24-byte receive buffer wedges on these lengths until a reboot.
+_WEDGING_LENGTHS = range(25, 32)
 
 
 class McuTwin:
@@ -79,6 +81,7 @@ class McuTwin:
     def _boot(self) -> None:
         self.boots += 1
         self.wifi_state: int | None = None
+        self.wedged = False
         self._first_heartbeat = True
         self._time_asked = False
         self._fast_until = 0.0
@@ -104,7 +107,11 @@ class McuTwin:
         self._decoder.feed(data)
         for frame in self._decoder:
             self.received.append(frame)
-            if self.faults.silent:
+            if self.faults.silent or self.wedged:
+                continue
+            if self.faults.small_rx_buffer and len(frame.data) in _WEDGING_LENGTHS:
+                _LOGGER.info("twin: %d data bytes overflow the MCU buffer: wedged", len(frame.data))
+                self.wedged = True
                 continue
             if frame.version != 0:
                 _LOGGER.debug("twin: dropped frame with version %d", frame.version)

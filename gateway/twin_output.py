@@ -30,6 +30,7 @@ class TwinFaults:
     delay_s: float = 0.0  # added before each frame leaves
     silent: bool = False  # hung MCU: hears nothing, says nothing
     split_bytes: bool = False  # one byte per write, BYTE_TIME_S apart
+    small_rx_buffer: bool = False  # a frame with 25-31 data bytes wedges input until reboot
 
 
 class TwinOutput:

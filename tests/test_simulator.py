@@ -531,6 +531,39 @@ async def test_split_bytes() -> None:
         assert {len(chunk) for chunk in gw.chunks} == {1}
 
 
+async def test_small_receive_buffer_wedges_on_25_to_31_data_bytes() -> None:
+    async with sim_pair() as (gw, twin):
+        twin.faults.small_rx_buffer = True
+        await handshake(gw)
+        gw.send(dp_command(DpValue.of_raw(18, bytes(20))))  # 24 data bytes: fine
+        await gw.sync()
+        assert not twin.wedged
+        gw.send(dp_command(DpValue.of_raw(18, bytes(24))))  # 28 data bytes
+        gw.send(Frame(Command.HEARTBEAT))
+        await gw.wait_for(lambda: len(twin.received) == 6)
+        assert twin.wedged
+        assert len(gw.of(Command.HEARTBEAT)) == 2
+        twin.reboot()
+        assert (await gw.request(Frame(Command.HEARTBEAT))).data == b"\x00"
+
+
+async def test_mcu_requests_match_the_vectors_and_answers_are_recorded() -> None:
+    async with sim_pair() as (gw, twin):
+        twin.request(Command.RSSI)
+        twin.request(Command.NETWORK_STATUS)
+        twin.request(Command.EXTENDED_SERVICE, b"\x04")
+        await gw.wait_for(lambda: len(gw.frames) == 3)
+        assert [f.encode().hex().upper() for f in gw.frames] == [
+            "55AA0324000026",
+            "55AA032B00002D",
+            "55AA03340001043B",
+        ]
+        gw.send(Frame(Command.RSSI, b"\xc9"))
+        gw.send(Frame(Command.NETWORK_STATUS, b"\x04"))
+        await gw.sync()
+        assert (twin.rssi_dbm, twin.network_status) == (-55, 4)
+
+
 # -- URLs --------------------------------------------------------------------------------------
 def test_sim_url_options() -> None:
     opts = parse_sim_url("sim://family_b?report_interval=1&seed=3&voltage=240&garbage=yes")

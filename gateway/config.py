@@ -14,12 +14,11 @@ from typing import Any
 import yaml
 
 from gateway.errors import ConfigError
+from gateway.modbus_server import RtuListener, TcpListener
 
 __all__ = [
     "DeviceConfig",
     "GatewayConfig",
-    "RtuSettings",
-    "TcpSettings",
     "WritePolicy",
     "load_config",
     "parse_host_port",
@@ -27,30 +26,6 @@ __all__ = [
 
 _PARITIES = ("N", "E", "O")
 _UNKNOWN_UNIT_CODES = (0x0A, 0x0B)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class TcpSettings:
-    """The Modbus TCP listener."""
-
-    host: str = "127.0.0.1"
-    port: int = 5020
-    max_connections: int = 32
-    idle_timeout_s: float = 60.0
-    unknown_unit_exception: int = 0x0B
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RtuSettings:
-    """The Modbus RTU listener on a serial port."""
-
-    device: str
-    baudrate: int = 9600
-    parity: str = "N"
-    stopbits: int = 1
-    rs485_rts: bool = False
-    echo_suppression: bool = False
-    turnaround_delay_s: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -77,8 +52,8 @@ class GatewayConfig:
     """Everything the service needs to start."""
 
     devices: tuple[DeviceConfig, ...]
-    tcp: TcpSettings | None = dataclasses.field(default_factory=TcpSettings)
-    rtu: RtuSettings | None = None
+    tcp: TcpListener | None = None
+    rtu: RtuListener | None = None
     policy: WritePolicy = dataclasses.field(default_factory=WritePolicy)
 
 
@@ -257,18 +232,19 @@ def _devices(src: _Source, value: Any, base_dir: str) -> tuple[DeviceConfig, ...
     return tuple(devices)
 
 
-def _modbus(src: _Source, value: Any) -> tuple[TcpSettings | None, RtuSettings | None]:
+def _modbus(src: _Source, value: Any) -> tuple[TcpListener | None, RtuListener | None]:
     good = _section(src, value, "modbus", {"tcp": lambda _: None, "rtu": lambda _: None}, ())
     if not good:
         return None, None
     tcp = rtu = None
     if good.get("tcp") is not None:
         fields = _section(src, good["tcp"], "modbus.tcp", _TCP_FIELDS, ())
-        tcp = TcpSettings(**fields) if fields is not None else None
+        if fields is not None:
+            tcp = TcpListener(fields.pop("host", "127.0.0.1"), fields.pop("port", 5020), **fields)
     if good.get("rtu") is not None:
         fields = _section(src, good["rtu"], "modbus.rtu", _RTU_FIELDS, ("device",))
         if fields is not None and "device" in fields:
-            rtu = RtuSettings(**fields)
+            rtu = RtuListener(port=fields.pop("device"), **fields)
     if tcp is None and rtu is None:
         src.error("modbus", "configure at least one listener: tcp or rtu")
     return tcp, rtu

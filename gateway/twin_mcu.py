@@ -97,8 +97,7 @@ class McuTwin:
         """The line is gone; with ``send``, only if that is still the line in use."""
         if send is not None and not self.output.attached_to(send):
             return
-        self.output.detach()
-        self._cancel_motor()
+        self.output.detach()  # a moving motor finishes: the UART does not stop the breaker
         if self._report_handle is not None:
             self._report_handle.cancel()
             self._report_handle = None

@@ -227,7 +227,9 @@ _CATEGORY_RANGES = {1: range(0x00, 0x03), 2: range(0x00, 0x80), 3: range(0x00, 0
 
 def _identification(pdu: bytes, objects: dict[int, str]) -> bytes | ExceptionCode:
     """FC43 / MEI 14: read device identification, streamed or one object."""
-    if len(pdu) < 2 or pdu[1] != 0x0E:
+    if len(pdu) < 2:
+        return ExceptionCode.ILLEGAL_DATA_VALUE
+    if pdu[1] != 0x0E:
         return ExceptionCode.ILLEGAL_FUNCTION
     if len(pdu) < 4:
         return ExceptionCode.ILLEGAL_DATA_VALUE

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import termios
 from typing import Any
 
 import serial
@@ -96,11 +97,18 @@ class RtuServer:
     async def start(self) -> None:
         """Open the serial port."""
         loop = asyncio.get_running_loop()
-        transport, _ = await serial_asyncio_fast.create_serial_connection(
-            loop, lambda: _RtuProtocol(self), self.port, **self._serial_kwargs
+        port = await loop.run_in_executor(None, self._open)
+        transport, _ = await serial_asyncio_fast.connection_for_serial(
+            loop, lambda: _RtuProtocol(self), port
         )
         self._transport = transport
         _LOGGER.info("Modbus RTU on %s %s", self.port, self._serial_kwargs)
+
+    def _open(self) -> serial.Serial:
+        if "://" in self.port:
+            port: serial.Serial = serial.serial_for_url(self.port, **self._serial_kwargs)
+            return port
+        return _SerialPort(self.port, timeout=0, write_timeout=0, **self._serial_kwargs)
 
     async def stop(self) -> None:
         """Close the serial port."""
@@ -183,10 +191,6 @@ class _RtuProtocol(asyncio.Protocol):
 
     def _handle(self, frame: bytes) -> None:
         unit, pdu = frame[0], frame[1:-2]
-        router = self._server.router
-        if unit == 0:
-            router.broadcast(pdu, "rtu:broadcast")
-            return
         self._replies.submit(unit, pdu, (0, unit, pdu[0]))
 
     def _send(self, pdu: bytes, context: ReplyContext) -> None:
@@ -222,6 +226,23 @@ class _RtuProtocol(asyncio.Protocol):
         _LOGGER.debug("RTU: expected echo %s, got %s", echo.hex(" "), data.hex(" "))
         echo.clear()
         return data
+
+
+class _SerialPort(serial.Serial):
+    """A serial port configured once at open; later re-applies tolerate a refusal.
+
+    The asyncio transport sets the (already zero) timeouts again. A pseudo-terminal keeps no
+    parity bit, so that second, identical tcsetattr fails with EINVAL: the port is set up
+    by then, so the refusal is logged and ignored.
+    """
+
+    def _reconfigure_port(self, force_update: bool = False) -> None:
+        try:
+            super()._reconfigure_port(force_update)  # type: ignore[misc]
+        except (termios.error, OSError) as err:
+            if force_update:
+                raise
+            _LOGGER.debug("%s: re-applying settings refused (%s)", self.port, err)
 
 
 def _enable_rs485(transport: asyncio.Transport) -> None:

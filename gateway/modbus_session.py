@@ -17,10 +17,15 @@ _LOGGER = logging.getLogger(__name__)
 # (transaction id, unit id, function code) of the request a reply belongs to.
 ReplyContext = tuple[int, int, int]
 SendFn = Callable[[bytes, ReplyContext], None]
+_BROADCAST_FCS = frozenset((5, 6, 15, 16))
 
 
 class Router:
-    """Finds the backend of a unit id and answers a PDU; ``None`` means stay silent."""
+    """Finds the backend of a unit id and answers a PDU; ``None`` means stay silent.
+
+    With ``unknown_unit_exception`` None (RTU) unknown units are silent and unit 0 is a
+    broadcast: writes run on every unit and nothing is answered.
+    """
 
     def __init__(
         self,
@@ -30,6 +35,7 @@ class Router:
         tasks: set[asyncio.Task[bytes]],
     ) -> None:
         self._backends = dict(backends)
+        self._unique = list(backends.values())
         self._identification = identification
         self._unknown = unknown_unit_exception
         self.tasks = tasks
@@ -42,6 +48,8 @@ class Router:
     def answer(self, unit: int, pdu: bytes, client: str) -> Answer | None:
         """The answer to a non-empty request PDU, or None for silence."""
         backend = self._backends.get(unit)
+        if unit == 0 and self._unknown is None:
+            return self._broadcast(pdu, client) if pdu[0] in _BROADCAST_FCS else None
         if backend is None:
             if self._unknown is None:
                 return None
@@ -52,21 +60,11 @@ class Router:
             _LOGGER.error("unit %d: request %s failed: %r", unit, pdu[:8].hex(" "), err)
             return exception_pdu(pdu[0], ExceptionCode.SERVER_DEVICE_FAILURE)
 
-    def broadcast(self, pdu: bytes, client: str) -> None:
-        """RTU unit 0: run a write on every unit, never answer."""
-        if pdu[0] not in (5, 6, 15, 16):
-            return
-        for backend in self._backends.values():
-            answer = answer_pdu(backend, pdu, client, self._identification)
-            if not isinstance(answer, bytes):
-                task = asyncio.ensure_future(answer)
-                self.tasks.add(task)
-                task.add_done_callback(self._forget)
-
-    def _forget(self, task: asyncio.Task[bytes]) -> None:
-        self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            _LOGGER.error("broadcast write failed: %r", task.exception())
+    async def _broadcast(self, pdu: bytes, client: str) -> bytes:
+        """RTU unit 0: run a write on every unit; the empty reply means "send nothing"."""
+        answers = [answer_pdu(b, pdu, client, self._identification) for b in self._unique]
+        await asyncio.gather(*(a for a in answers if not isinstance(a, bytes)))
+        return b""
 
 
 class OrderedReplies:
@@ -103,7 +101,8 @@ class OrderedReplies:
         if answer is None:
             return
         if isinstance(answer, bytes):
-            self._send(answer, context)
+            if answer:
+                self._send(answer, context)
             return
         task = asyncio.ensure_future(answer)
         self._tasks.add(task)
@@ -116,7 +115,7 @@ class OrderedReplies:
         reply = _task_reply(task, waiting[1][2] if waiting else 0)
         if self._closed or waiting is None:
             return
-        if reply is not None:
+        if reply:
             self._send(reply, waiting[1])
         while self._backlog and self._waiting is None:
             self._run(*self._backlog.popleft())

@@ -36,10 +36,10 @@ class MemoryBackend:
         identification: dict[int, str] | None = None,
         bit_size: int | None = None,
     ) -> None:
-        bits = bit_size if bit_size is not None else size
+        pad = [0] * ((bit_size or size) - size)  # pymodbus pads bit tables to 16 with zeros
         self.tables: dict[Table, list[int]] = {
-            Table.COIL: [(a * 7 + seed) % 3 == 0 for a in range(bits)],
-            Table.DISCRETE_INPUT: [(a * 7 + seed + 1) % 3 == 0 for a in range(bits)],
+            Table.COIL: [int((a * 7 + seed) % 3 == 0) for a in range(size)] + pad,
+            Table.DISCRETE_INPUT: [int((a * 7 + seed + 1) % 3 == 0) for a in range(size)] + pad,
             Table.HOLDING_REGISTER: [
                 (a * 257 + seed * 4099 + 2 * 4099) & 0xFFFF for a in range(size)
             ],
@@ -47,8 +47,6 @@ class MemoryBackend:
                 (a * 257 + seed * 4099 + 3 * 4099) & 0xFFFF for a in range(size)
             ],
         }
-        for table in (Table.COIL, Table.DISCRETE_INPUT):
-            self.tables[table] = [int(v) for v in self.tables[table]]
         self.identification = identification if identification is not None else {}
         self.read_exception: ExceptionCode | None = None
         self.write_exception: ExceptionCode | None = None

@@ -7,64 +7,32 @@ Directions are tagged from the wire's point of view: ``MCU`` for frames the brea
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import contextlib
 import json
 import logging
+import os
+import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TextIO
 
-from gateway.errors import ConfigError
+from gateway.capture import CaptureRecord, read_capture
 from gateway.protocol import Frame, FrameDecoder
 
-__all__ = [
-    "CapturedFrame",
-    "ReplayPeer",
-    "format_frame",
-    "print_capture",
-    "read_capture",
-    "sniff_passive",
-]
+__all__ = ["ReplayPeer", "format_frame", "print_capture", "sniff_link", "sniff_passive"]
 
 _LOGGER = logging.getLogger(__name__)
 
 # At 9600 baud a byte takes ~1 ms; 50 ms of silence means any half frame will never complete.
 _LINE_IDLE_S = 0.05
 _TAGS = {"rx": "MCU ", "tx": "WIFI"}
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class CapturedFrame:
-    """One frame of a capture: monotonic time, direction (rx = from the MCU) and the frame."""
-
-    mono: float
-    direction: str
-    frame: Frame
+_FOLLOW_POLL_S = 0.05
 
 
 def format_frame(direction: str, frame: Frame, elapsed_s: float) -> str:
     """One sniff line: elapsed time, direction tag, decoded summary and raw bytes."""
     tag = _TAGS.get(direction, direction.upper()[:4].ljust(4))
     return f"{elapsed_s:9.3f} {tag} {frame.describe()}  | {frame.encode().hex(' ')}"
-
-
-def read_capture(path: str) -> Iterator[CapturedFrame]:
-    """The frames of a JSON-lines capture; a line that does not parse is a ConfigError."""
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                decoder = FrameDecoder()
-                decoder.feed(bytes.fromhex(record["hex"]))
-                frames = list(decoder)
-                direction = str(record["dir"])
-                mono = float(record["mono"])
-            except (ValueError, KeyError, TypeError) as err:
-                raise ConfigError([f"{path}:{number}: not a capture record: {err}"]) from err
-            for frame in frames:
-                yield CapturedFrame(mono, direction, frame)
 
 
 def print_capture(path: str, out: TextIO) -> int:
@@ -76,6 +44,65 @@ def print_capture(path: str, out: TextIO) -> int:
         print(format_frame(item.direction, item.frame, item.mono - start), file=out)
         count += 1
     return count
+
+
+async def sniff_link(url: str, baud: int, out: TextIO) -> None:
+    """Run the handshake as the gateway on ``url`` and print every frame both ways."""
+    from gateway.link import LinkConfig, LinkState, McuLink
+
+    with tempfile.TemporaryDirectory(prefix="tuya-sniff-") as folder:
+        path = os.path.join(folder, "capture.jsonl")
+        link = McuLink(LinkConfig(url=url, baudrate=baud, capture_path=path))
+
+        def on_state(state: LinkState) -> None:
+            info = link.product_info
+            key = (
+                f" (product key {info.product_key!r})" if info and state is LinkState.READY else ""
+            )
+            print(f"# link {state.name}{key}", file=out, flush=True)
+
+        link.add_state_listener(on_state)
+        await link.start()
+        follower = asyncio.ensure_future(_follow(path, out))
+        try:
+            await follower
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+            await link.stop()
+
+
+async def _follow(path: str, out: TextIO) -> None:
+    """Print the frames the link appends to its capture file, as they come."""
+    start: float | None = None
+    pending = ""
+    handle = None
+    try:
+        while True:
+            await asyncio.sleep(_FOLLOW_POLL_S)
+            if handle is None:
+                with contextlib.suppress(FileNotFoundError):
+                    handle = open(path, encoding="utf-8")  # noqa: ASYNC230, SIM115 - tiny reads
+                continue
+            pending += handle.read()
+            lines, _, pending = pending.rpartition("\n")
+            for line in filter(None, lines.split("\n")):
+                mono, direction, frame = _parse_record(line)
+                start = mono if start is None else start
+                print(format_frame(direction, frame, mono - start), file=out)
+            out.flush()
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def _parse_record(line: str) -> tuple[float, str, Frame]:
+    """One line the link's CaptureWriter wrote (see gateway.capture for the format)."""
+    record = json.loads(line)
+    decoder = FrameDecoder()
+    decoder.feed(bytes.fromhex(record["hex"]))
+    return float(record["mono"]), str(record["dir"]), next(decoder)
 
 
 async def _tap(device: str, direction: str, baud: int, emit: Callable[[str, Frame], None]) -> None:
@@ -117,7 +144,7 @@ class ReplayPeer:
     WiFi frame are sent on connect.
     """
 
-    def __init__(self, records: list[CapturedFrame]) -> None:
+    def __init__(self, records: list[CaptureRecord]) -> None:
         self._opening: list[Frame] = []
         self._groups: dict[int, list[list[Frame]]] = {}
         current = self._opening

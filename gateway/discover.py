@@ -1,0 +1,229 @@
+"""``discover``: learn an unknown breaker's datapoints and write a draft map for it.
+
+Handshake as the gateway, query all, listen a while, then print every DP seen with a guess of
+its meaning from the known breaker families (the twin's variants are that catalogue) and write
+a draft map that passes ``check``: points are read-only unless the catalogue knows the DP is
+writable, raw values are kept raw (scale 0) so nothing is guessed silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from gateway.codecs import decode_records
+from gateway.protocol import DpType, DpValue, ProductInfo
+from gateway.twin_variants import VARIANTS, DpSpec, Role
+
+__all__ = ["SeenDp", "discover", "draft_map", "guess", "render_seen"]
+
+_LOGGER = logging.getLogger(__name__)
+_HANDSHAKE_TIMEOUT_S = 15.0
+_PHASE_FIELDS = {  # the phase_a layout of both known families (vectors file)
+    "voltage": {"offset": 0, "size": 2, "scale": -1, "unit": "V"},
+    "current": {"offset": 2, "size": 3, "scale": -3, "unit": "A"},
+    "power": {"offset": 5, "size": 3, "scale": 0, "unit": "W"},
+}
+
+
+@dataclasses.dataclass(slots=True)
+class SeenDp:
+    """The last report of one DP and how many reports came."""
+
+    dp: DpValue
+    reports: int = 1
+
+
+def guess(dp: DpValue) -> DpSpec | None:
+    """The catalogue entry with this id and type, if any known family has one."""
+    for variant in VARIANTS.values():
+        spec = variant.spec(dp.dpid)
+        if spec is not None and spec.dp_type is dp.dp_type:
+            return spec
+    return None
+
+
+def _families(dp: DpValue) -> str:
+    names = [
+        v.name
+        for v in VARIANTS.values()
+        if (s := v.spec(dp.dpid)) is not None and s.dp_type is dp.dp_type
+    ]
+    return ", ".join(names)
+
+
+def _meaning(dp: DpValue) -> str:
+    spec = guess(dp)
+    if spec is None:
+        return "?"
+    detail = spec.measures or ("writable" if spec.writable else "")
+    if spec.labels and isinstance(dp.value, int) and dp.value < len(spec.labels):
+        detail = f"{spec.labels[dp.value]!r} of {'/'.join(spec.labels)}"
+    extra = f" ({detail})" if detail else ""
+    return f"{spec.name}{extra} [{_families(dp)}]"
+
+
+def render_seen(seen: dict[int, SeenDp], info: ProductInfo | None) -> str:
+    """The table ``discover`` prints."""
+    lines = []
+    if info is not None:
+        lines.append(f"product key {info.product_key!r}, MCU version {info.version!r}")
+    lines.append(f"{len(seen)} datapoint(s) seen")
+    lines.append(f"{'dp':>3}  {'type':<6} {'size':>4}  {'raw':<26} {'value':<16} guess")
+    for dpid in sorted(seen):
+        dp = seen[dpid].dp
+        raw = dp.payload.hex(" ")
+        raw = raw if len(raw) <= 26 else raw[:23] + "..."
+        value = dp.value
+        shown = value.hex() if isinstance(value, bytes) else repr(value)
+        lines.append(
+            f"{dpid:>3}  {dp.dp_type.name.lower():<6} {len(dp.payload):>4}  {raw:<26}"
+            f" {shown:<16} {_meaning(dp)}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _name(dp: DpValue, used: set[str]) -> str:
+    spec = guess(dp)
+    name = spec.name if spec is not None else f"dp{dp.dpid}"
+    if name in used:
+        name = f"{name}_{dp.dpid}"
+    used.add(name)
+    return name
+
+
+def _datapoint(dp: DpValue, spec: DpSpec | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"id": dp.dpid, "type": dp.dp_type.name.lower()}
+    entry["writable"] = bool(spec and spec.writable)
+    if dp.dp_type is DpType.ENUM:
+        top = int(dp.payload[0])
+        labels = list(spec.labels) if spec and spec.labels else []
+        entry["labels"] = labels + [f"value_{i}" for i in range(len(labels), top + 1)]
+    if dp.dp_type is DpType.BITMAP:
+        entry["size"] = len(dp.payload)
+        entry["bits"] = {f"bit_{i}": i for i in range(8 * len(dp.payload))}
+    if dp.dp_type is DpType.RAW and spec is not None and spec.role is Role.PHASE_A:
+        entry["fields"] = _PHASE_FIELDS
+    elif dp.dp_type is DpType.RAW and spec is not None and spec.role is Role.ALARM_SET:
+        records, _rest = decode_records(dp.payload)
+        entry["records"] = {f"record_{r.rid}": {"id": r.rid} for r in records}
+    meaning = _meaning(dp)
+    entry["description"] = f"guess: {meaning}; seen {dp.describe()}"
+    return entry
+
+
+def _points(name: str, dp: DpValue, entry: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(table key, point) pairs serving one datapoint; addresses are filled in later."""
+    kind = dp.dp_type
+    if kind is DpType.BOOL:
+        table = "coils" if entry["writable"] else "discrete_inputs"
+        return [(table, {"name": name, "source": name})]
+    if kind is DpType.VALUE:
+        table = "holding_registers" if entry["writable"] else "input_registers"
+        return [(table, {"name": name, "source": name, "format": "int32"})]
+    if kind is DpType.ENUM:
+        table = "holding_registers" if entry["writable"] else "input_registers"
+        return [(table, {"name": name, "source": name})]
+    if kind is DpType.BITMAP:
+        fmt = "uint32" if len(dp.payload) > 2 else "uint16"
+        return [("input_registers", {"name": name, "source": name, "format": fmt})]
+    if kind is DpType.STRING:
+        registers = max(8, (len(dp.payload) + 1) // 2)
+        point = {"name": name, "source": name, "format": "string", "registers": registers}
+        return [("input_registers", point)]
+    if "fields" in entry:
+        return [
+            (
+                "input_registers",
+                {
+                    "name": field,
+                    "source": f"{name}.{field}",
+                    "format": "uint32",
+                    "scale": 10 ** -layout["scale"],
+                },
+            )
+            for field, layout in entry["fields"].items()
+        ]
+    if "records" in entry:
+        return [
+            ("input_registers", {"name": f"{name}_{rec}", "source": f"{name}.{rec}"})
+            for rec in entry["records"]
+        ]
+    return []  # an unknown raw DP: the user adds a field layout
+
+
+def draft_map(seen: dict[int, SeenDp], info: ProductInfo | None, link_url: str) -> str:
+    """A map serving every DP seen, as YAML text the user edits."""
+    datapoints: dict[str, Any] = {}
+    tables: dict[str, list[dict[str, Any]]] = {
+        "coils": [],
+        "discrete_inputs": [{"name": "link_online", "source": "status.link_online"}],
+        "input_registers": [{"name": "data_age", "source": "status.data_age_s"}],
+        "holding_registers": [],
+    }
+    used: set[str] = {"link_online", "data_age"}
+    for dpid in sorted(seen):
+        dp = seen[dpid].dp
+        name = _name(dp, used)
+        entry = _datapoint(dp, guess(dp))
+        datapoints[name] = entry
+        for table, point in _points(name, dp, entry):
+            tables[table].append(point)
+    for points in tables.values():
+        _number(points)
+    device: dict[str, Any] = {"name": f"draft from {link_url}"}
+    if info is not None and info.product_key:
+        device["product_key"] = info.product_key
+    document: dict[str, Any] = {"device": device, "tuya": {"query_interval_s": 60}}
+    document["datapoints"] = datapoints
+    document |= {key: value for key, value in tables.items() if value}
+    header = (
+        "# Draft map written by `tuya-modbus-gateway discover`: check every guess, name and\n"
+        "# scale against the breaker before relying on it (`tuya-modbus-gateway check`).\n"
+    )
+    return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+
+
+def _number(points: list[dict[str, Any]]) -> None:
+    address = 0
+    for point in points:
+        point["address"] = address
+        fmt = point.get("format", "")
+        address += point.get("registers", 2 if fmt in ("int32", "uint32") else 1)
+
+
+async def discover(
+    url: str, baud: int, listen_s: float, output: str | None, stop: asyncio.Event, out: TextIO
+) -> int:
+    """Handshake, query all, listen ``listen_s`` seconds, print and optionally write a draft."""
+    from gateway.link import LinkConfig, McuLink
+
+    seen: dict[int, SeenDp] = {}
+
+    def on_report(dp: DpValue) -> None:
+        entry = seen.get(dp.dpid)
+        seen[dp.dpid] = SeenDp(dp, 1 if entry is None else entry.reports + 1)
+
+    link = McuLink(LinkConfig(url=url, baudrate=baud))
+    link.add_report_listener(on_report)
+    await link.start()
+    try:
+        await link.wait_ready(_HANDSHAKE_TIMEOUT_S)
+        await link.query_all()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), listen_s)
+        info = link.product_info
+    finally:
+        await link.stop()
+    out.write(render_seen(seen, info))
+    if output:
+        await asyncio.to_thread(Path(output).write_text, draft_map(seen, info, url), "utf-8")
+        out.write(f"draft map written to {output}\n")
+    out.flush()
+    return 0

@@ -10,9 +10,12 @@ import pytest
 import serial_asyncio_fast
 
 from gateway.errors import ConfigError
+from gateway.handshake import LinkTimings
+from gateway.link import LinkConfig, LinkState, McuLink
 from gateway.protocol import Command, DpType, DpValue, Frame, FrameDecoder, decode_dps, encode_dps
 from gateway.simulator import (
     McuTwin,
+    PtyEndpoint,
     TwinOptions,
     open_pty_endpoint,
     open_sim_link,
@@ -607,35 +610,52 @@ async def test_one_twin_shared_by_tcp_connections_survives_a_closed_one() -> Non
         await server.wait_closed()
 
 
-# -- a real McuLink against the twin (skipped until gateway/link.py exists) ---------------------
-@pytest.mark.parametrize("kind", ["tcp", "pty"])
+# -- a real McuLink against the twin ----------------------------------------------------------
+@pytest.mark.parametrize("kind", ["sim", "tcp", "pty"])
 async def test_mcu_link_handshake_against_the_twin(kind: str) -> None:
-    link_module = pytest.importorskip("gateway.link")
     twin = McuTwin(report_interval_s=0, motor_time_s=0.05, noise=0)
     server: asyncio.Server | None = None
-    if kind == "tcp":
+    endpoint: PtyEndpoint | None = None
+    if kind == "sim":
+        url = "sim://family_a?report_interval=0&motor_time=0.05"
+    elif kind == "tcp":
         server = await serve_tcp("127.0.0.1", 0, lambda: twin)
         url = f"socket://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     else:
         endpoint = open_pty_endpoint(twin)
         url = endpoint.path
-    config = link_module.LinkConfig(
-        url=url, heartbeat_interval_s=0.5, heartbeat_timeout_s=1.0, confirm_timeout_s=2.0
-    )
-    link = link_module.McuLink(config)
+    timings = LinkTimings(probe_interval_s=0.2, notice_wait_s=0.05, query_quiet_s=0.1)
+    config = LinkConfig(url=url, heartbeat_interval_s=0.5, heartbeat_timeout_s=1.0, timings=timings)
+    link = McuLink(config)
     await link.start()
     try:
         await link.wait_ready(TIMEOUT_S)
+        if link.twin is not None:
+            twin = link.twin
+        assert kind != "sim" or link.twin is not None
+        assert link.product_info is not None
         assert link.product_info.product_key == FAMILY_A.product_key
         assert twin.wifi_state == 4
         assert any(f.command == Command.DP_QUERY for f in twin.received)
         confirmed = await link.write_dp(DpValue.of_bool(16, False))
         assert confirmed == DpValue.of_bool(16, False)
         assert not twin.switch_on
+        assert twin.local_time is not None  # the link answered the twin's 0x1C
+        ready_again = asyncio.Event()
+
+        def on_state(state: LinkState) -> None:
+            if state is LinkState.READY:
+                ready_again.set()
+
+        link.add_state_listener(on_state)
+        twin.reboot()  # the next heartbeat answers 0x00: the link must redo the handshake
+        await asyncio.wait_for(ready_again.wait(), TIMEOUT_S)
+        assert link.stats.mcu_reboots == 1
+        assert twin.wifi_state == 4
     finally:
         await link.stop()
         if server is not None:
             server.close()
             await server.wait_closed()
-        else:
+        if endpoint is not None:
             endpoint.close()

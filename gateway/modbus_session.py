@@ -70,14 +70,26 @@ class Router:
 class OrderedReplies:
     """Runs one connection's requests in order; a slow write holds back only its connection."""
 
-    def __init__(self, router: Router, client: str, send: SendFn) -> None:
+    def __init__(
+        self,
+        router: Router,
+        client: str,
+        send: SendFn,
+        on_drained: Callable[[], None] | None = None,
+    ) -> None:
         self._router = router
+        self._on_drained = on_drained
         self.client = client
         self._send = send
         self._tasks = router.tasks
         self._waiting: tuple[asyncio.Task[bytes], ReplyContext] | None = None
         self._backlog: deque[tuple[int, bytes, ReplyContext]] = deque()
         self._closed = False
+
+    @property
+    def backlog(self) -> int:
+        """Requests waiting behind a running write."""
+        return len(self._backlog)
 
     @property
     def pending(self) -> bool:
@@ -119,6 +131,8 @@ class OrderedReplies:
             self._send(reply, waiting[1])
         while self._backlog and self._waiting is None:
             self._run(*self._backlog.popleft())
+        if not self._backlog and self._on_drained is not None:
+            self._on_drained()
 
 
 def _task_reply(task: asyncio.Task[bytes], function_code: int) -> bytes | None:

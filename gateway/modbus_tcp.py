@@ -17,6 +17,8 @@ MBAP_SIZE = 7
 # length counts the unit id and the PDU: at least unit + function code, at most 1 + 253.
 MIN_LENGTH = 2
 MAX_LENGTH = 254
+# Requests queued behind a slow write before we stop reading from that client.
+MAX_BACKLOG = 256
 
 
 class TcpServer:
@@ -67,7 +69,9 @@ class _TcpConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._peer = "?"
-        self._replies = OrderedReplies(server.router, "?", self._send)
+        self._replies = OrderedReplies(server.router, "?", self._send, self._backlog_drained)
+        self._write_paused = False
+        self._backlog_paused = False
         self._idle_handle: asyncio.TimerHandle | None = None
         self._last_activity = 0.0
         self._loop = asyncio.get_running_loop()
@@ -102,13 +106,15 @@ class _TcpConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._last_activity = self._loop.time()
-        buffer = self._buffer
-        buffer += data
+        if self._buffer:
+            self._buffer += data
+            data = bytes(self._buffer)
+            self._buffer.clear()
         position = 0
-        end = len(buffer)
+        end = len(data)
         submit = self._replies.submit
         while end - position >= MBAP_SIZE:
-            tid, pid, length, unit = _MBAP.unpack_from(buffer, position)
+            tid, pid, length, unit = _MBAP.unpack_from(data, position)
             if not MIN_LENGTH <= length <= MAX_LENGTH:
                 _LOGGER.warning("closing %s: MBAP length %d out of range", self._peer, length)
                 self._close()
@@ -116,13 +122,40 @@ class _TcpConnection(asyncio.Protocol):
             stop = position + 6 + length
             if stop > end:
                 break
-            pdu = bytes(buffer[position + MBAP_SIZE : stop])
+            pdu = data[position + MBAP_SIZE : stop]
             position = stop
             if pid != 0:
                 _LOGGER.debug("%s: dropped ADU with protocol id %d", self._peer, pid)
                 continue
             submit(unit, pdu, (tid, unit, pdu[0]))
-        del buffer[:position]
+        if position < end:
+            self._buffer += data[position:]
+        if self._replies.backlog > MAX_BACKLOG:
+            self._backlog_paused = True
+            self._update_reading()
+
+    def pause_writing(self) -> None:
+        # The client does not read its answers: stop reading its requests meanwhile.
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._update_reading()
+
+    def _backlog_drained(self) -> None:
+        self._backlog_paused = False
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        paused = self._write_paused or self._backlog_paused
+        if paused and transport.is_reading():
+            transport.pause_reading()
+        elif not paused and not transport.is_reading():
+            transport.resume_reading()
 
     def _send(self, pdu: bytes, context: ReplyContext) -> None:
         transport = self._transport

@@ -490,3 +490,37 @@ async def test_tcp_and_rtu_share_backends(
     finally:
         cli.close()
         await svc.stop()
+
+
+async def test_long_pipeline_behind_a_slow_write_all_answered(
+    service: ModbusService, units: dict[int, MemoryBackend]
+) -> None:
+    units[1].write_gate = asyncio.Event()
+    reader, writer = await asyncio.open_connection("127.0.0.1", service.tcp_port)
+    writer.write(adu(1000, 1, b"\x06\x00\x00\x00\x01"))
+    await asyncio.wait_for(units[1].write_started.wait(), 5)
+    for tid in range(600):  # more than the backlog limit: reading pauses, nothing is lost
+        writer.write(adu(tid, 1, b"\x03\x00\x00\x00\x01"))
+    await writer.drain()
+    units[1].write_gate.set()
+    assert await read_adu(reader) == adu(1000, 1, b"\x06\x00\x00\x00\x01")
+    for tid in range(600):
+        assert await read_adu(reader) == adu(tid, 1, b"\x03\x02\x00\x01")
+    writer.write(adu(7000, 1, b"\x03\x00\x00\x00\x01"))  # reading resumed
+    assert await read_adu(reader) == adu(7000, 1, b"\x03\x02\x00\x01")
+    writer.close()
+
+
+async def test_write_finishes_after_client_hangs_up(
+    service: ModbusService, units: dict[int, MemoryBackend]
+) -> None:
+    units[1].write_gate = asyncio.Event()
+    _, writer = await asyncio.open_connection("127.0.0.1", service.tcp_port)
+    writer.write(adu(1, 1, b"\x06\x00\x03\x00\x2a"))
+    await asyncio.wait_for(units[1].write_started.wait(), 5)
+    writer.close()
+    await asyncio.wait_for(_wait_connections(service, 0), 5)
+    units[1].write_gate.set()
+    while not units[1].writes:  # noqa: ASYNC110 - the backend has no event for "written"
+        await asyncio.sleep(0.01)
+    assert units[1].writes[0][:3] == (Table.HOLDING_REGISTER, 3, [42])  # not abandoned half-way

@@ -25,10 +25,11 @@ __all__ = ["SeenDp", "discover", "draft_map", "guess", "render_seen"]
 
 _LOGGER = logging.getLogger(__name__)
 _HANDSHAKE_TIMEOUT_S = 15.0
-_PHASE_FIELDS = {  # the phase_a layout of both known families (vectors file)
-    "voltage": {"offset": 0, "size": 2, "scale": -1, "unit": "V"},
-    "current": {"offset": 2, "size": 3, "scale": -3, "unit": "A"},
-    "power": {"offset": 5, "size": 3, "scale": 0, "unit": "W"},
+# The phase_a layout of both known families (vectors file): name, offset, size, scale, unit.
+_PHASE_LAYOUT = (("voltage", 0, 2, -1, "V"), ("current", 2, 3, -3, "A"), ("power", 5, 3, 0, "W"))
+_PHASE_FIELDS = {
+    name: {"offset": offset, "size": size, "scale": scale, "unit": unit}
+    for name, offset, size, scale, unit in _PHASE_LAYOUT
 }
 
 
@@ -75,18 +76,34 @@ def render_seen(seen: dict[int, SeenDp], info: ProductInfo | None) -> str:
     if info is not None:
         lines.append(f"product key {info.product_key!r}, MCU version {info.version!r}")
     lines.append(f"{len(seen)} datapoint(s) seen")
-    lines.append(f"{'dp':>3}  {'type':<6} {'size':>4}  {'raw':<26} {'value':<16} guess")
+    lines.append(f"{'dp':>3}  {'type':<6} {'size':>4}  {'raw':<26} {'value':<28} guess")
     for dpid in sorted(seen):
         dp = seen[dpid].dp
         raw = dp.payload.hex(" ")
         raw = raw if len(raw) <= 26 else raw[:23] + "..."
-        value = dp.value
-        shown = value.hex() if isinstance(value, bytes) else repr(value)
+        shown = _decoded(dp)
         lines.append(
             f"{dpid:>3}  {dp.dp_type.name.lower():<6} {len(dp.payload):>4}  {raw:<26}"
-            f" {shown:<16} {_meaning(dp)}"
+            f" {shown:<28} {_meaning(dp)}"
         )
     return "\n".join(lines) + "\n"
+
+
+def _decoded(dp: DpValue) -> str:
+    """The value as a person reads it: phase_a and alarm records decoded, others by type."""
+    spec = guess(dp)
+    role = spec.role if spec is not None else None
+    if role is Role.PHASE_A and len(dp.payload) >= 8:
+        return " ".join(
+            f"{int.from_bytes(dp.payload[offset : offset + size], 'big') * 10.0**scale:g} {unit}"
+            for _name, offset, size, scale, unit in _PHASE_LAYOUT
+        )
+    if role is Role.ALARM_SET:
+        records, rest = decode_records(dp.payload)
+        shown = " ".join(f"[{r.rid} {'on' if r.enabled else 'off'} {r.value}]" for r in records)
+        return shown + (f" +{rest.hex()}" if rest else "")
+    value = dp.value
+    return value.hex() if isinstance(value, bytes) else repr(value)
 
 
 def _name(dp: DpValue, used: set[str]) -> str:

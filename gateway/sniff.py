@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from gateway.capture import CaptureRecord, read_capture
-from gateway.protocol import Frame, FrameDecoder
+from gateway.protocol import Command, Frame, FrameDecoder
 
 __all__ = ["ReplayPeer", "format_frame", "print_capture", "sniff_link", "sniff_passive"]
 
@@ -32,7 +32,10 @@ _FOLLOW_POLL_S = 0.05
 def format_frame(direction: str, frame: Frame, elapsed_s: float) -> str:
     """One sniff line: elapsed time, direction tag, decoded summary and raw bytes."""
     tag = _TAGS.get(direction, direction.upper()[:4].ljust(4))
-    return f"{elapsed_s:9.3f} {tag} {frame.describe()}  | {frame.encode().hex(' ')}"
+    summary = frame.describe()
+    if frame.command == Command.PRODUCT_INFO and frame.data:
+        summary = f"PRODUCT_INFO v{frame.version} {frame.data.decode('utf-8', 'replace')}"
+    return f"{elapsed_s:9.3f} {tag} {summary}  | {frame.encode().hex(' ')}"
 
 
 def print_capture(path: str, out: TextIO) -> int:
@@ -180,8 +183,10 @@ class ReplayPeer:
             self.received.append(frame)
             self._write(self._answer(frame.command))
 
-    def connection_lost(self) -> None:
-        self._send = None
+    def connection_lost(self, send: Callable[[bytes], None] | None = None) -> None:
+        """The line is gone; with ``send``, only if that is still the line in use."""
+        if send is None or send == self._send:
+            self._send = None
 
     def _answer(self, command: int) -> list[Frame]:
         groups = self._groups.get(command)

@@ -25,6 +25,7 @@ _LOGGER = logging.getLogger(__name__)
 
 MIN_GAP_S = 0.05  # USB-serial adapters deliver bytes in bursts up to ~16 ms apart
 ECHO_SLACK_S = 0.05
+REOPEN_S = 2.0
 MAX_FRAME = 256
 _FIXED_LENGTH = {1: 8, 2: 8, 3: 8, 4: 8, 5: 8, 6: 8, 8: 8, 43: 7}
 _BYTE_COUNT_AT = {15: 6, 16: 6, 23: 10}
@@ -93,16 +94,22 @@ class RtuServer:
         self.echo_suppression = echo_suppression
         self.turnaround_delay_s = turnaround_delay_s
         self._transport: asyncio.BaseTransport | None = None
+        self._reopen_task: asyncio.Future[None] | None = None
+        self._stopping = False
 
     async def start(self) -> None:
-        """Open the serial port."""
+        """Open the serial port (an error here is raised; later losses are retried)."""
+        self._stopping = False
+        await self._connect()
+        _LOGGER.info("Modbus RTU on %s %s", self.port, self._serial_kwargs)
+
+    async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
         port = await loop.run_in_executor(None, self._open)
         transport, _ = await serial_asyncio_fast.connection_for_serial(
             loop, lambda: _RtuProtocol(self), port
         )
         self._transport = transport
-        _LOGGER.info("Modbus RTU on %s %s", self.port, self._serial_kwargs)
 
     def _open(self) -> serial.Serial:
         if "://" in self.port:
@@ -110,8 +117,32 @@ class RtuServer:
             return port
         return _SerialPort(self.port, timeout=0, write_timeout=0, **self._serial_kwargs)
 
+    def port_lost(self, exc: Exception | None) -> None:
+        """The port went away (USB adapter unplugged): reopen it until stopped."""
+        self._transport = None
+        if self._stopping:
+            return
+        _LOGGER.error("serial port %s lost (%r); reopening every %.1f s", self.port, exc, REOPEN_S)
+        self._reopen_task = asyncio.ensure_future(self._reopen())
+
+    async def _reopen(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(REOPEN_S)
+            try:
+                await self._connect()
+            except (OSError, serial.SerialException) as err:
+                _LOGGER.debug("reopening %s failed: %s", self.port, err)
+                continue
+            _LOGGER.warning("serial port %s reopened", self.port)
+            return
+
     async def stop(self) -> None:
-        """Close the serial port."""
+        """Close the serial port and stop reopening it."""
+        self._stopping = True
+        if self._reopen_task is not None:
+            self._reopen_task.cancel()
+            await asyncio.gather(self._reopen_task, return_exceptions=True)
+            self._reopen_task = None
         if self._transport is not None:
             self._transport.close()
             self._transport = None
@@ -142,8 +173,7 @@ class _RtuProtocol(asyncio.Protocol):
             if handle is not None:
                 handle.cancel()
         self._transport = None
-        if exc is not None:
-            _LOGGER.error("serial port lost: %r", exc)
+        self._server.port_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._echo:

@@ -12,7 +12,7 @@ import socket
 import struct
 import sys
 import tty
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -25,6 +25,18 @@ from gateway.modbus_server import ModbusService
 from gateway.tables import Table
 
 SENTINEL = adu(0x7777, 1, b"\x03\x00\x00\x00\x01")
+
+
+@pytest.fixture(autouse=True)
+def no_traceback_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Malformed input is answered or dropped, never logged as an error or a traceback."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    assert "Traceback" not in caplog.text
+    errors = [
+        r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("gateway")
+    ]
+    assert errors == []
 
 
 @pytest.fixture

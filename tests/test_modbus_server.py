@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import struct
@@ -19,6 +20,7 @@ from pymodbus.exceptions import ModbusIOException
 from pymodbus.pdu.diag_message import ReturnQueryDataResponse
 from pymodbus.pdu.mei_message import ReadDeviceInformationResponse
 
+from gateway import modbus_rtu
 from gateway.errors import ConfigError
 from gateway.modbus_server import ModbusService, RtuListener, TcpListener, UnitBackend
 from gateway.tables import ExceptionCode, Table
@@ -395,25 +397,34 @@ def parse_mbpoll(out: str) -> dict[int, int]:
 # --- RTU over pseudo-terminals ------------------------------------------------------------
 
 
-@pytest.fixture
-def pty_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """Two linked pseudo-terminals made by socat: (server side, client side)."""
-    a, b = str(tmp_path / "srv"), str(tmp_path / "cli")
+def start_socat(a: str, b: str) -> subprocess.Popen[bytes]:
+    """Two linked pseudo-terminals at paths a and b."""
     proc = subprocess.Popen(
         ["socat", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
         stderr=subprocess.DEVNULL,
     )
+    for _ in range(500):
+        if os.path.exists(a) and os.path.exists(b):
+            return proc
+        assert proc.poll() is None
+        time.sleep(0.01)
+    raise AssertionError("socat made no ptys")
+
+
+def stop_socat(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(5)
+
+
+@pytest.fixture
+def pty_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """Two linked pseudo-terminals made by socat: (server side, client side)."""
+    a, b = str(tmp_path / "srv"), str(tmp_path / "cli")
+    proc = start_socat(a, b)
     try:
-        for _ in range(500):
-            if os.path.exists(a) and os.path.exists(b):
-                break
-            proc.poll()
-            assert proc.returncode is None
-            time.sleep(0.01)
         yield a, b
     finally:
-        proc.terminate()
-        proc.wait(5)
+        stop_socat(proc)
 
 
 async def start_rtu(units: dict[int, MemoryBackend], port: str, **kw: object) -> ModbusService:
@@ -524,3 +535,62 @@ async def test_write_finishes_after_client_hangs_up(
     while not units[1].writes:  # noqa: ASYNC110 - the backend has no event for "written"
         await asyncio.sleep(0.01)
     assert units[1].writes[0][:3] == (Table.HOLDING_REGISTER, 3, [42])  # not abandoned half-way
+
+
+async def test_rtu_port_lost_is_reopened(
+    tmp_path: Path,
+    units: dict[int, MemoryBackend],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(modbus_rtu, "REOPEN_S", 0.05)
+    a, b = str(tmp_path / "srv"), str(tmp_path / "cli")
+    proc = start_socat(a, b)
+    svc = await start_rtu(units, a)
+    try:
+        stop_socat(proc)  # the adapter is unplugged...
+        while "lost" not in caplog.text:  # noqa: ASYNC110 - only the log tells
+            await asyncio.sleep(0.02)
+        proc = start_socat(a, b)  # ...and comes back
+        cli = AsyncModbusSerialClient(b, baudrate=9600, timeout=0.5, retries=0)
+        assert await cli.connect()
+        rr = None
+        try:
+            for _ in range(40):
+                with contextlib.suppress(ModbusIOException):
+                    rr = await cli.read_holding_registers(0, count=1, device_id=1)
+                    break
+            assert rr is not None
+            assert rr.registers == units[1].tables[Table.HOLDING_REGISTER][:1]
+            assert "reopened" in caplog.text
+        finally:
+            cli.close()
+    finally:
+        await svc.stop()
+        stop_socat(proc)
+
+
+async def test_single_unit_answers_unit_0_and_255_on_tcp() -> None:
+    backend = MemoryBackend(3)
+    svc = await start_tcp({7: backend})
+    try:
+        value = backend.tables[Table.INPUT_REGISTER][0]
+        for unit in (0, 255, 7):
+            reply = await raw_exchange(svc.tcp_port, adu(1, unit, b"\x04\x00\x00\x00\x01"))
+            assert reply == adu(1, unit, struct.pack(">BBH", 4, 2, value))
+        reply = await raw_exchange(svc.tcp_port, adu(1, 8, b"\x04\x00\x00\x00\x01"))
+        assert reply == adu(1, 8, b"\x84\x0b")
+    finally:
+        await svc.stop()
+
+
+async def test_stop_cancels_a_write_in_flight(units: dict[int, MemoryBackend]) -> None:
+    units[1].write_gate = asyncio.Event()
+    svc = await start_tcp(units)
+    reader, writer = await asyncio.open_connection("127.0.0.1", svc.tcp_port)
+    writer.write(adu(1, 1, b"\x06\x00\x00\x00\x01"))
+    await asyncio.wait_for(units[1].write_started.wait(), 5)
+    await asyncio.wait_for(svc.stop(), 5)
+    assert await asyncio.wait_for(reader.read(100), 5) == b""
+    assert units[1].writes == []
+    writer.close()

@@ -1,0 +1,190 @@
+"""Values <-> Modbus registers: formats, word orders, integer scale, saturation. Pure code.
+
+A multi-register value is laid out from its big-endian bytes ``A B C D …``: ``ABCD`` keeps them,
+``CDAB`` reverses the order of the 16-bit words, ``BADC`` swaps the bytes inside each word and
+``DCBA`` does both (plain little-endian). Reads that do not fit a format saturate at its limit
+and say so (the caller counts it); they are never wrapped. Writes that do not fit are rejected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import struct
+from collections.abc import Sequence
+from fractions import Fraction
+
+from gateway.errors import WriteRejectedError
+
+__all__ = [
+    "FLOAT_FORMATS",
+    "FORMATS",
+    "INTEGER_FORMATS",
+    "STALE_POLICIES",
+    "WORD_ORDERS",
+    "Encoded",
+    "Number",
+    "decode_value",
+    "encode_value",
+    "integer_range",
+    "nan_words",
+    "register_count",
+    "to_fraction",
+]
+
+Number = int | float | Fraction
+
+# name -> (registers, signed); bool is one register (or one bit in the bit tables)
+_INTEGERS = {
+    "bool": (1, False),
+    "uint16": (1, False),
+    "int16": (1, True),
+    "uint32": (2, False),
+    "int32": (2, True),
+    "uint64": (4, False),
+    "int64": (4, True),
+}
+_FLOATS = {"float32": (2, ">f"), "float64": (4, ">d")}
+FORMATS = (*_INTEGERS, *_FLOATS, "string")
+INTEGER_FORMATS = tuple(name for name in _INTEGERS if name != "bool")
+FLOAT_FORMATS = tuple(_FLOATS)
+WORD_ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")
+STALE_POLICIES = ("exception", "last", "zero", "nan")
+_FLOAT32_MAX = struct.unpack(">f", bytes.fromhex("7f7fffff"))[0]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Encoded:
+    """Register words, and whether the value had to be clipped to fit."""
+
+    words: tuple[int, ...]
+    saturated: bool = False
+
+
+def register_count(fmt: str, registers: int | None = None) -> int:
+    if fmt == "string":
+        if registers is None:
+            raise ValueError("a string needs its length in registers")
+        return registers
+    if fmt in _FLOATS:
+        return _FLOATS[fmt][0]
+    return _INTEGERS[fmt][0]
+
+
+def integer_range(fmt: str) -> tuple[int, int]:
+    """The smallest and largest integer a bool or integer format holds."""
+    count, signed = _INTEGERS[fmt]
+    bits = 1 if fmt == "bool" else 16 * count
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+
+def to_fraction(value: Number) -> Fraction:
+    """An exact fraction; floats go through their shortest repr so 0.1 stays 1/10."""
+    if isinstance(value, float):
+        return Fraction(repr(value))
+    return Fraction(value)
+
+
+def _to_words(data: bytes, word_order: str) -> tuple[int, ...]:
+    words = [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+    if word_order in ("BADC", "DCBA"):
+        words = [((w & 0xFF) << 8) | (w >> 8) for w in words]
+    if word_order in ("CDAB", "DCBA"):
+        words.reverse()
+    return tuple(words)
+
+
+def _from_words(words: Sequence[int], word_order: str) -> bytes:
+    ordered = list(words)
+    if word_order in ("CDAB", "DCBA"):
+        ordered.reverse()
+    if word_order in ("BADC", "DCBA"):
+        ordered = [((w & 0xFF) << 8) | (w >> 8) for w in ordered]
+    return b"".join(w.to_bytes(2, "big") for w in ordered)
+
+
+def encode_value(
+    value: Number | bool | str,
+    fmt: str,
+    *,
+    scale: int = 1,
+    word_order: str = "ABCD",
+    registers: int | None = None,
+) -> Encoded:
+    """Register words for ``value × scale`` in ``fmt``, saturated (and flagged) if it overflows."""
+    if fmt == "string":
+        return _encode_string(str(value), register_count(fmt, registers))
+    if isinstance(value, str):
+        raise TypeError(f"{fmt} cannot hold the text {value!r}")
+    if fmt in _FLOATS:
+        return _encode_float(float(value) * scale, fmt, word_order)
+    if isinstance(value, float) and math.isnan(value):
+        return Encoded(_to_words(bytes(2 * register_count(fmt)), word_order), True)
+    lo, hi = integer_range(fmt)
+    if isinstance(value, float) and math.isinf(value):
+        scaled = hi if value > 0 else lo
+    else:
+        scaled = round(to_fraction(value) * scale)
+    clipped = min(max(scaled, lo), hi)
+    count, signed = _INTEGERS[fmt]
+    data = clipped.to_bytes(2 * count, "big", signed=signed)
+    return Encoded(_to_words(data, word_order), clipped != scaled)
+
+
+def _encode_float(value: float, fmt: str, word_order: str) -> Encoded:
+    saturated = False
+    if fmt == "float32" and math.isfinite(value) and abs(value) > _FLOAT32_MAX:
+        value, saturated = math.copysign(_FLOAT32_MAX, value), True
+    return Encoded(_to_words(struct.pack(_FLOATS[fmt][1], value), word_order), saturated)
+
+
+def _encode_string(text: str, count: int) -> Encoded:
+    data = text.encode("utf-8")
+    size = 2 * count
+    clipped = data[:size]
+    while clipped and _cut_inside_character(data, len(clipped)):
+        clipped = clipped[:-1]
+    return Encoded(_to_words(clipped.ljust(size, b"\x00"), "ABCD"), len(clipped) < len(data))
+
+
+def _cut_inside_character(data: bytes, end: int) -> bool:
+    return end < len(data) and (data[end] & 0xC0) == 0x80
+
+
+def nan_words(fmt: str, word_order: str = "ABCD") -> tuple[int, ...]:
+    """A quiet NaN in a float format, laid out in ``word_order``."""
+    return _to_words(struct.pack(_FLOATS[fmt][1], math.nan), word_order)
+
+
+def decode_value(
+    words: Sequence[int], fmt: str, *, scale: int = 1, word_order: str = "ABCD"
+) -> Fraction:
+    """The value a write of ``words`` means (``register / scale``); WriteRejectedError if none."""
+    if any(not 0 <= w <= 0xFFFF for w in words):
+        raise WriteRejectedError(f"register values must be 0..65535, got {list(words)}")
+    if fmt == "string":
+        raise WriteRejectedError("string points are read-only")
+    if len(words) != register_count(fmt):
+        raise WriteRejectedError(f"{fmt} takes {register_count(fmt)} register(s), got {len(words)}")
+    data = _from_words(words, word_order)
+    if fmt in _FLOATS:
+        return _float_fraction(struct.unpack(_FLOATS[fmt][1], data)[0], fmt) / scale
+    signed = _INTEGERS[fmt][1]
+    raw = int.from_bytes(data, "big", signed=signed)
+    if fmt == "bool" and raw not in (0, 1):
+        raise WriteRejectedError(f"a bool register takes 0 or 1, got {raw}")
+    return Fraction(raw, scale)
+
+
+def _float_fraction(value: float, fmt: str) -> Fraction:
+    if not math.isfinite(value):
+        raise WriteRejectedError(f"{value} is not a number that can be written")
+    if fmt == "float64":
+        return Fraction(repr(value))
+    # The shortest decimal that rounds to the same float32: 230.1f means 230.1, not 230.099998.
+    packed = struct.pack(">f", value)
+    for digits in range(1, 10):
+        text = f"{value:.{digits}g}"
+        if struct.pack(">f", float(text)) == packed:
+            return Fraction(text)
+    return Fraction(value)

@@ -1,0 +1,140 @@
+"""The datapoint cache: entries, snapshots, staleness and waiting for a report."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+
+import pytest
+
+from gateway.datapoints import DatapointCache
+from gateway.errors import McuTimeoutError
+from gateway.protocol import DpValue
+
+
+class FakeLinkState(enum.Enum):
+    """Stands in for gateway.link.LinkState: the cache matches READY by name."""
+
+    STOPPED = 1
+    READY = 4
+    DOWN = 5
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_update_keeps_value_time_and_count() -> None:
+    clock = Clock()
+    cache = DatapointCache(clock)
+    cache.update(DpValue.of_value(1, 5))
+    clock.now = 101.0
+    cache.update(DpValue.of_value(1, 6))
+    entry = cache.snapshot().get(1)
+    assert entry is not None
+    assert entry.dp == DpValue.of_value(1, 6)
+    assert entry.raw == bytes.fromhex("00000006")
+    assert entry.timestamp == 101.0
+    assert entry.updates == 2
+    assert cache.snapshot().get(2) is None
+
+
+def test_snapshot_is_not_changed_by_later_updates() -> None:
+    cache = DatapointCache(Clock())
+    cache.update(DpValue.of_value(1, 5))
+    before = cache.snapshot()
+    cache.update(DpValue.of_value(1, 7))
+    cache.update(DpValue.of_bool(16, True))
+    assert before.get(1) is not None
+    assert before.get(1).dp.value == 5  # type: ignore[union-attr]
+    assert before.get(16) is None
+    with pytest.raises(TypeError):
+        before.entries[1] = before.entries[1]  # type: ignore[index]
+
+
+def test_staleness_from_link_state_and_max_age() -> None:
+    clock = Clock()
+    cache = DatapointCache(clock)
+    cache.update(DpValue.of_value(1, 5))
+    assert cache.snapshot().is_stale(1)  # link not READY yet
+    cache.set_link_state(FakeLinkState.READY)
+    assert cache.link_state == "READY"
+    assert not cache.snapshot().is_stale(1)
+    assert not cache.snapshot().is_stale(1, max_age_s=10)
+    assert cache.snapshot().is_stale(2)  # never reported
+    clock.now += 10.5
+    snap = cache.snapshot()
+    assert snap.age(1) == pytest.approx(10.5)
+    assert snap.is_stale(1, max_age_s=10)
+    assert not snap.is_stale(1, max_age_s=11)
+    assert not snap.is_stale(1)
+    cache.set_link_state(FakeLinkState.DOWN)
+    assert cache.snapshot().is_stale(1)
+    assert not cache.snapshot().link_ready
+
+
+@pytest.mark.parametrize(
+    ("state", "ready"),
+    [("READY", True), ("ready", True), ("LinkState.READY", True), ("HANDSHAKE", False)],
+)
+def test_link_state_by_name(state: str, ready: bool) -> None:
+    cache = DatapointCache()
+    cache.set_link_state(state)
+    assert cache.snapshot().link_ready is ready
+
+
+def test_data_age_is_the_newest_report() -> None:
+    clock = Clock()
+    cache = DatapointCache(clock)
+    assert cache.snapshot().data_age() is None
+    cache.update(DpValue.of_value(1, 5))
+    clock.now += 3
+    cache.update(DpValue.of_value(15, 2))
+    clock.now += 2
+    assert cache.snapshot().data_age() == pytest.approx(2)
+    assert cache.snapshot().age(1) == pytest.approx(5)
+
+
+async def test_wait_for_report_gets_the_next_report() -> None:
+    cache = DatapointCache()
+    cache.update(DpValue.of_bool(16, True))  # an older report does not count
+    waiter = asyncio.create_task(cache.wait_for_report(16, 5.0))
+    await asyncio.sleep(0)
+    cache.update(DpValue.of_value(1, 3))
+    assert not waiter.done()
+    cache.update(DpValue.of_bool(16, False))
+    assert await waiter == DpValue.of_bool(16, False)
+    assert cache._waiters == {}
+
+
+async def test_two_waiters_on_one_dp() -> None:
+    cache = DatapointCache()
+    first = asyncio.create_task(cache.wait_for_report(16, 5.0))
+    second = asyncio.create_task(cache.wait_for_report(16, 5.0))
+    await asyncio.sleep(0)
+    cache.update(DpValue.of_bool(16, True))
+    assert await first == await second == DpValue.of_bool(16, True)
+
+
+async def test_wait_for_report_times_out() -> None:
+    cache = DatapointCache()
+    with pytest.raises(McuTimeoutError, match="dp16"):
+        await cache.wait_for_report(16, 0.01)
+    with pytest.raises(TimeoutError):
+        await cache.wait_for_report(16, 0.01)
+    assert cache._waiters == {}
+
+
+async def test_cancelled_waiter_is_removed() -> None:
+    cache = DatapointCache()
+    waiter = asyncio.create_task(cache.wait_for_report(16, 5.0))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert cache._waiters == {}
+    cache.update(DpValue.of_bool(16, True))  # no waiter left to wake: must not raise

@@ -1,0 +1,85 @@
+"""Shared fixtures: a scripted MCU peer over a real pty or TCP socket, and fast links."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from mcu_peer import McuPeer, PtyPeer, TcpPeer
+
+from gateway.handshake import LinkTimings
+from gateway.link import LinkConfig, McuLink
+from gateway.protocol import DpValue
+
+# Spec timings scaled down so a handshake takes ~0.1 s; reply timeouts stay generous because
+# they only matter when something is wrong, and CI machines are busy.
+FAST_TIMINGS = LinkTimings(
+    probe_interval_s=0.1,
+    reply_timeout_s=1.0,
+    notice_wait_s=0.05,
+    query_quiet_s=0.1,
+    query_max_s=2.0,
+    line_idle_s=0.02,
+    backoff_min_s=0.05,
+    backoff_max_s=0.2,
+    wifi_reset_step_s=0.02,
+)
+
+PEER_DPS = [
+    DpValue.of_bool(16, False),
+    DpValue.of_value(2, 100),
+    DpValue.of_raw(6, bytes.fromhex("0916000099000023")),
+    DpValue.of_bitmap(9, 0, 1),
+]
+
+
+def fast_config(url: str, **overrides: Any) -> LinkConfig:
+    """A LinkConfig with short heartbeats and handshake timings for tests."""
+    base = LinkConfig(
+        url,
+        heartbeat_interval_s=0.1,
+        heartbeat_timeout_s=0.3,
+        confirm_timeout_s=2.0,
+        timings=FAST_TIMINGS,
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+@dataclasses.dataclass
+class PeerEnd:
+    """A scripted MCU and the URL the link opens to reach it."""
+
+    peer: McuPeer
+    url: str
+    transport: PtyPeer | TcpPeer
+
+
+@pytest.fixture(params=["pty", "tcp"])
+async def peer_end(request: pytest.FixtureRequest) -> AsyncIterator[PeerEnd]:
+    """A scripted MCU over a real pty pair, then over a real TCP socket."""
+    peer = McuPeer(list(PEER_DPS))
+    if request.param == "pty":
+        pty_peer = PtyPeer(peer)
+        yield PeerEnd(peer, pty_peer.url, pty_peer)
+        pty_peer.close()
+    else:
+        tcp_peer = await TcpPeer(peer).open()
+        yield PeerEnd(peer, tcp_peer.url, tcp_peer)
+        await tcp_peer.close()
+
+
+@pytest.fixture
+async def make_link() -> AsyncIterator[Callable[[LinkConfig], McuLink]]:
+    """Build links that are stopped when the test ends."""
+    links: list[McuLink] = []
+
+    def build(config: LinkConfig) -> McuLink:
+        link = McuLink(config)
+        links.append(link)
+        return link
+
+    yield build
+    for link in links:
+        await link.stop()

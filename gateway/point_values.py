@@ -1,0 +1,80 @@
+"""A point's current value from a cache snapshot and live status: datapoints, status, derived."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from fractions import Fraction
+
+from gateway.codecs import member_value
+from gateway.datapoints import CacheSnapshot
+from gateway.map_specs import ConstSource, DatapointSpec, DerivedSource, DpSource, Source
+from gateway.registers import to_fraction
+
+__all__ = ["Reading", "StatusValues", "read_source"]
+
+StatusValues = Mapping[str, bool | int | float | str | None]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reading:
+    """A source's value (None: nothing to serve) and whether it is stale."""
+
+    value: Fraction | str | None
+    stale: bool
+
+
+def read_source(
+    source: Source,
+    datapoints: Mapping[str, DatapointSpec],
+    snapshot: CacheSnapshot,
+    status: StatusValues,
+) -> Reading:
+    """Evaluate ``source``; a derived value is stale when any of its inputs is."""
+    if isinstance(source, ConstSource):
+        return Reading(source.value, False)
+    if isinstance(source, DpSource):
+        return _read_dp(source, datapoints[source.datapoint], snapshot)
+    if isinstance(source, DerivedSource):
+        return _derive(source, [read_source(a, datapoints, snapshot, status) for a in source.args])
+    value = status.get(source.name)
+    if value is None:
+        return Reading(None, True)
+    if isinstance(value, str):
+        return Reading(value, False)
+    return Reading(to_fraction(value), False)
+
+
+def _read_dp(source: DpSource, spec: DatapointSpec, snapshot: CacheSnapshot) -> Reading:
+    entry = snapshot.get(spec.dpid)
+    stale = snapshot.is_stale(spec.dpid, spec.max_age_s)
+    if entry is None:
+        return Reading(None, True)
+    value = member_value(spec, source, entry.dp)
+    return Reading(value, stale or value is None)
+
+
+def _derive(source: DerivedSource, inputs: list[Reading]) -> Reading:
+    stale = any(r.stale for r in inputs)
+    values = [r.value for r in inputs]
+    numbers = [v for v in values if isinstance(v, Fraction)]
+    if len(numbers) != len(values):
+        return Reading(None, True)
+    result: Fraction | None
+    if source.op == "mul":
+        result = Fraction(1)
+        for number in numbers:
+            result *= number
+    elif source.op == "sum":
+        result = sum(numbers, Fraction(0))
+    elif source.op == "sub":
+        result = numbers[0] - sum(numbers[1:], Fraction(0))
+    else:
+        result = numbers[0] / numbers[1] if numbers[1] else source.on_zero
+    if result is None:
+        return Reading(None, stale)
+    if source.min is not None:
+        result = max(result, source.min)
+    if source.max is not None:
+        result = min(result, source.max)
+    return Reading(result, stale)

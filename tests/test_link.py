@@ -276,14 +276,14 @@ async def test_waiting_write_fails_at_once_when_the_link_leaves_ready(
 ) -> None:
     peer_end.peer.confirm_writes = False
     link = await ready_link(make_link, peer_end)
-    write = asyncio.ensure_future(link.write_dp(DpValue.of_bool(16, True), timeout=60.0))
+    write = asyncio.ensure_future(link.write_dp(DpValue.of_bool(16, True), timeout=20.0))
     await eventually(lambda: bool(peer_end.peer.frames(Command.DP_COMMAND)))
     if event == "reboot":
         peer_end.peer.reboot()
     else:
         await link.stop()
     with pytest.raises(LinkClosedError, match="will not be sent again"):
-        await write  # a 60 s window: only the link leaving READY can end it this soon
+        await write  # a 20 s window: only the link leaving READY can end it this soon
     assert len(peer_end.peer.frames(Command.DP_COMMAND)) == 1
 
 

@@ -142,6 +142,15 @@ async def test_bad_mbap_length_closes_connection(
     assert await raw_exchange(service.tcp_port, SENTINEL) == sentinel_reply(units)
 
 
+async def test_mbap_length_shorter_than_pdu(service: ModbusService) -> None:
+    """The header cuts the PDU: 0x03 for the stub, then the rest is junk and we hang up."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", service.tcp_port)
+    writer.write(b"\x00\x01\x00\x00\x00\x03\x01\x03\x00" + b"\x00\x00\x01" + SENTINEL)
+    assert await read_adu(reader) == exc(3, 3)
+    assert await asyncio.wait_for(reader.read(100), 5) == b""
+    writer.close()
+
+
 async def test_partial_adu_waits_for_the_rest(
     service: ModbusService, units: dict[int, MemoryBackend]
 ) -> None:

@@ -1,0 +1,108 @@
+"""Modbus RTU transaction time over a socat pty pair vs the wire-time lower bound.
+
+Run as ``python bench/bench_rtu.py [--seconds S] [--runs N]``. The gateway serves RTU on one
+end of a ``socat`` pty pair; ``modbus_load rtu:`` reads FC4 x 20 on the other end at 9600,
+19200 and 115200 baud. A pty moves bytes at memory speed whatever the baud rate, so the p50
+measured here is the software overhead of both ends (plus nothing for the wire); on a real
+line the transaction takes at least the wire time of request + response (10 bits per 8N1
+character), so the real-line ratio is estimated as (wire + measured) / wire.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from benchlib import bench_map, gateway_args, median, modbus_load, server, table
+
+BAUDS = (9600, 19200, 115200)
+COUNT = 20
+REQUEST_BYTES = 8  # unit, fc, addr 2, count 2, crc 2
+RESPONSE_BYTES = 5 + 2 * COUNT  # unit, fc, byte count, data, crc 2
+BITS_PER_CHAR = 10  # 8N1
+HEADERS = ("baud", "wire ms", "p50 ms", "p99 ms", "req/s", "failed", "p50/wire", "est. real x wire")
+
+
+@contextlib.contextmanager
+def pty_pair(directory: Path) -> Iterator[tuple[str, str]]:
+    """Two linked pseudo-terminals made by socat; their paths."""
+    a, b = directory / "gw", directory / "master"
+    with server(["socat", f"pty,rawer,link={a}", f"pty,rawer,link={b}"]) as proc:
+        end = time.monotonic() + 10
+        while not (a.exists() and b.exists()):
+            if proc.poll() is not None or time.monotonic() > end:
+                raise RuntimeError("socat did not create the pty pair")
+            time.sleep(0.02)
+        yield str(a), str(b)
+
+
+def wire_ms(baud: int) -> float:
+    return (REQUEST_BYTES + RESPONSE_BYTES) * BITS_PER_CHAR / baud * 1000
+
+
+def run_baud(baud: int, seconds: float, runs: int, tmp: Path, map_path: Path) -> list[object]:
+    with pty_pair(tmp) as (gw_end, master_end):
+        args = gateway_args(
+            "--link",
+            "sim://",
+            "--map",
+            str(map_path),
+            "--tcp",
+            "off",
+            "--rtu",
+            gw_end,
+            "--rtu-baud",
+            str(baud),
+        )
+        with server(args):
+            _wait_answer(master_end, baud)
+            results = [
+                modbus_load(f"rtu:{master_end}", baud, 1, 4, 0, COUNT, 1, seconds)
+                for _ in range(runs)
+            ]
+    p50 = median([float(str(r["p50_ms"])) for r in results])
+    p99 = median([float(str(r["p99_ms"])) for r in results])
+    rate = median([float(str(r["req_per_s"])) for r in results])
+    failed = sum(int(str(r["failed"])) for r in results)
+    wire = wire_ms(baud)
+    return [baud, wire, p50, p99, rate, failed, p50 / wire, (wire + p50) / wire]
+
+
+def _wait_answer(device: str, baud: int, timeout_s: float = 30.0) -> None:
+    """Wait until the gateway's link is READY and the unit answers reads."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        with contextlib.suppress(RuntimeError):
+            if int(str(modbus_load(f"rtu:{device}", baud, 1, 4, 0, COUNT, 1, 0.2)["ok"])) > 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError("the gateway does not answer on RTU")
+
+
+def run(seconds: float, runs: int) -> list[list[object]]:
+    if shutil.which("socat") is None:
+        raise RuntimeError("socat is missing: apt-get install -y socat")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        map_path = bench_map(Path(tmp))
+        for baud in BAUDS:
+            rows.append(run_baud(baud, seconds, runs, Path(tmp), map_path))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    print(f"RTU FC4 x {COUNT} over a pty pair, medians of {args.runs} runs of {args.seconds:g} s")
+    print(table(HEADERS, run(args.seconds, args.runs)))
+
+
+if __name__ == "__main__":
+    main()

@@ -16,6 +16,8 @@ SOAK_S = 12.0
 
 
 def _load_bench() -> ModuleType:
+    if str(BENCH.parent) not in sys.path:
+        sys.path.insert(0, str(BENCH.parent))  # bench_soak imports soak_parts
     spec = importlib.util.spec_from_file_location("bench_soak", BENCH)
     assert spec is not None
     assert spec.loader is not None

@@ -1,8 +1,9 @@
 """The gateway service: per device a link, a cache and a Modbus unit; one Modbus server.
 
 Building the service loads and validates every map (ConfigError lists every problem of every
-map) and opens nothing; ``start()`` starts the links, then binds the listeners, and undoes the
-links if a listener cannot be opened, so a failed start leaves nothing half-running.
+map) and opens nothing; ``start()`` binds the listeners first and starts the links only once
+they are open, so a failed start leaves nothing half-running. Until a link is READY its unit
+answers as stale (0x0B), as when the link goes down later.
 """
 
 from __future__ import annotations
@@ -115,15 +116,10 @@ class GatewayService:
         return self.modbus.tcp_port
 
     async def start(self) -> None:
-        """Start every link, then the Modbus listeners; undo the links if a listener fails."""
+        """Bind the Modbus listeners, then start every link (nothing runs if a bind fails)."""
+        await self.modbus.start()
         for unit in self.units.values():
             await unit.link.start()
-        try:
-            await self.modbus.start()
-        except BaseException:
-            for unit in self.units.values():
-                await unit.link.stop()
-            raise
         self._started = True
         _LOGGER.info("%s", self.summary())
         tcp = self.config.tcp

@@ -229,7 +229,7 @@ async def test_a_listener_that_cannot_bind_leaves_no_link_running(tmp_path: Path
         second = GatewayService(
             GatewayConfig((DeviceConfig(1, TWIN, write_map(tmp_path)),), taken, None)
         )
-        with pytest.raises(OSError, match="[Aa]ddress already in use"):
+        with pytest.raises(OSError, match=r"[Aa]ddress already in use"):
             await second.start()
         await asyncio.sleep(0.2)
         assert second.units[1].link.state is LinkState.STOPPED  # never started

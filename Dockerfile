@@ -14,9 +14,9 @@ COPY gateway ./gateway
 RUN pip install . \
     && useradd --system --create-home --home-dir /home/gateway --groups dialout gateway
 
-# The default map and the example config, readable by the service user.
+# The default map and the example config, readable by the service user. Mount other maps
+# (e.g. the repository's maps/ profiles) with -v "$PWD/maps:/opt/tuya-modbus-gateway/maps:ro".
 COPY register_map.yaml gateway.example.yaml ./
-COPY maps ./maps
 
 USER gateway
 EXPOSE 5020

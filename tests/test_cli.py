@@ -414,3 +414,15 @@ def test_default_tcp_listener_is_localhost_only() -> None:
     assert config.devices[0].unit == 1
     explicit = build_parser().parse_args(["run", "--link", "sim://", "--tcp", "0.0.0.0:1502"])
     assert config_from_args(explicit).tcp == TcpListener("0.0.0.0", 1502)
+
+
+def test_example_gateway_yaml_is_valid_and_its_maps_load() -> None:
+    from gateway.config import load_config
+    from gateway.service import GatewayService
+
+    config = load_config(str(ROOT / "gateway.example.yaml"))
+    assert [device.unit for device in config.devices] == [1, 2]
+    assert config.tcp == TcpListener("127.0.0.1", 5020)  # localhost unless the user says so
+    assert config.devices[0].map_path == str(DEFAULT_MAP)  # relative to the config file
+    service = GatewayService(config)  # loads and validates every map, starts nothing
+    assert sorted(service.units) == [1, 2]

@@ -65,7 +65,8 @@ def _meaning(dp: DpValue) -> str:
         return "?"
     detail = spec.measures or ("writable" if spec.writable else "")
     if spec.labels and isinstance(dp.value, int) and dp.value < len(spec.labels):
-        detail = f"{spec.labels[dp.value]!r} of {'/'.join(spec.labels)}"
+        choices = "/".join(spec.labels) if len(spec.labels) <= 4 else f"{len(spec.labels)} labels"
+        detail = f"{spec.labels[dp.value]!r} of {choices}"
     extra = f" ({detail})" if detail else ""
     return f"{spec.name}{extra} [{_families(dp)}]"
 

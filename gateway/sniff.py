@@ -38,15 +38,12 @@ def format_frame(direction: str, frame: Frame, elapsed_s: float) -> str:
     return f"{elapsed_s:9.3f} {tag} {summary}  | {frame.encode().hex(' ')}"
 
 
-def print_capture(path: str, out: TextIO) -> int:
-    """Print every frame of a capture file; returns how many."""
-    count = 0
+def print_capture(path: str, out: TextIO) -> None:
+    """Print every frame of a capture file."""
     start: float | None = None
     for item in read_capture(path):
         start = item.mono if start is None else start
         print(format_frame(item.direction, item.frame, item.mono - start), file=out)
-        count += 1
-    return count
 
 
 async def sniff_link(url: str, baud: int, out: TextIO) -> None:
@@ -66,13 +63,9 @@ async def sniff_link(url: str, baud: int, out: TextIO) -> None:
 
         link.add_state_listener(on_state)
         await link.start()
-        follower = asyncio.ensure_future(_follow(path, out))
         try:
-            await follower
+            await _follow(path, out)
         finally:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
             await link.stop()
 
 

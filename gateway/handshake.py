@@ -104,7 +104,8 @@ async def run_handshake(
         info = ProductInfo.decode((await _ask(channel, Frame(Command.PRODUCT_INFO), timings)).data)
         _LOGGER.info("link: MCU product %s version %s", info.product_key, info.version)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(notice), timings.notice_wait_s)
+            async with asyncio.timeout(timings.notice_wait_s):
+                await asyncio.shield(notice)
     finally:
         channel.forget(notice)
     mode = await _ask(channel, Frame(Command.WORKING_MODE), timings)

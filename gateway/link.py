@@ -136,7 +136,8 @@ class McuLink:
         remove = self.add_state_listener(on_state)
         try:
             on_state(self.state)
-            await asyncio.wait_for(done, timeout)
+            async with asyncio.timeout(timeout):
+                await done
         except TimeoutError as err:
             raise McuTimeoutError(
                 f"link not READY within {timeout:g} s (state {self.state.name})"

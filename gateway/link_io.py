@@ -2,6 +2,10 @@
 
 It knows nothing of the handshake: it decodes frames, hands each to its owner, resolves
 waiters registered with :meth:`FrameChannel.expect`, and writes frames.
+
+The link waits with ``asyncio.timeout``, never ``asyncio.wait_for``: on Python 3.11
+``wait_for`` swallows a cancellation that arrives as its future completes, and a heartbeat
+loop that misses its cancellation keeps ``McuLink.stop()`` waiting forever.
 """
 
 from __future__ import annotations
@@ -135,7 +139,8 @@ class FrameChannel(asyncio.Protocol):
         future = self.expect(reply)
         try:
             await self.send_paced(frame)
-            return await asyncio.wait_for(future, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                return await future
         except TimeoutError as err:
             raise McuTimeoutError(
                 f"no 0x{reply:02X} reply to {frame.describe()} within {timeout_s:g} s"

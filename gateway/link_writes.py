@@ -44,9 +44,11 @@ class Confirmation:
 
     async def wait_until(self, when: float) -> DpValue | None:
         """The confirming report, or None if none came by loop time ``when``."""
-        remaining = when - asyncio.get_running_loop().time()
+        if self.future.done():
+            return self.future.result()
         try:
-            return await asyncio.wait_for(asyncio.shield(self.future), max(0.0, remaining))
+            async with asyncio.timeout_at(when):
+                return await asyncio.shield(self.future)
         except TimeoutError:
             return None
 

@@ -107,8 +107,9 @@ def server(args: Sequence[str], port: int | None = None) -> Iterator[subprocess.
             proc.wait()
 
 
-def gateway_args(*extra: str) -> list[str]:
-    return [sys.executable, "-m", "gateway", "--log-level", "WARNING", "run", *extra]
+def gateway_args(*extra: str, log_level: str = "WARNING") -> list[str]:
+    """``python -m gateway run`` with ``extra`` options."""
+    return [sys.executable, "-m", "gateway", "--log-level", log_level, "run", *extra]
 
 
 def wait_ready_tcp(port: int, unit: int = 1, timeout_s: float = 30.0) -> None:

@@ -1,9 +1,9 @@
 """Every benchmark in one run, then one table of figures against the goals of issue 8.
 
 Run as ``python bench/run_all.py [--quick]`` from anywhere (the README set-up, then
-``apt-get install -y libmodbus-dev pkg-config gcc socat``). The C yardsticks are built into
-``.bench-bin/`` with ``../shared/bench/build.sh`` the first time. ``--quick`` (a few minutes)
-shortens every run; the default takes about 15 minutes.
+``apt-get install -y libmodbus-dev pkg-config gcc``; socat optional). The C yardsticks are
+built into ``.bench-bin/`` with ``../shared/bench/build.sh`` the first time. ``--quick``
+(a few minutes) shortens every run; the default takes about 15 minutes.
 """
 
 from __future__ import annotations

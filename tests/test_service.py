@@ -16,6 +16,7 @@ from gateway.config import DeviceConfig, GatewayConfig, WritePolicy
 from gateway.errors import ConfigError
 from gateway.link import LinkState
 from gateway.modbus_server import TcpListener
+from gateway.register_map import load_map
 from gateway.service import GatewayService
 from gateway.simulator import McuTwin
 
@@ -23,7 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MAP = (ROOT / "register_map.yaml").read_text(encoding="utf-8")
 TWIN = "sim://family_a?report_interval=1&motor_time=0.1"  # quiet 0.5 s ends the query
 TIMEOUT_S = 15.0
-VOLTAGE, SWITCH = 0, 0  # input register and coil addresses in the default map
+_POINTS = load_map(ROOT / "register_map.yaml")
+VOLTAGE = _POINTS.point("voltage").address  # input register, value × 10
+SWITCH = _POINTS.point("switch").address  # coil
+LINK_ONLINE = _POINTS.point("link_online").address  # discrete input
 
 # Heartbeats every 0.2 s, DOWN after two misses: silence is noticed in well under a second.
 FAST_TUYA = """tuya:
@@ -157,11 +161,11 @@ async def test_silent_twin_goes_stale_then_recovers(
 
     await eventually(stale, "exception 0x0B once the link is down")
     assert gw.service.units[1].link.state is not LinkState.READY
-    online = await gw.client.read_discrete_inputs(17, count=1, device_id=1)  # link_online
+    online = await gw.client.read_discrete_inputs(LINK_ONLINE, count=1, device_id=1)
     assert online.bits[0] is False
     gw.twin().faults.silent = False
     await gw.ready()  # the link handshakes again and reads are served
-    online = await gw.client.read_discrete_inputs(17, count=1, device_id=1)
+    online = await gw.client.read_discrete_inputs(LINK_ONLINE, count=1, device_id=1)
     assert online.bits[0] is True
 
 

@@ -185,6 +185,9 @@ def _float_fraction(value: float, fmt: str) -> Fraction:
     packed = struct.pack(">f", value)
     for digits in range(1, 10):
         text = f"{value:.{digits}g}"
-        if struct.pack(">f", float(text)) == packed:
-            return Fraction(text)
+        try:
+            if struct.pack(">f", float(text)) == packed:
+                return Fraction(text)
+        except OverflowError:  # near the float32 limit a short decimal rounds past it
+            continue
     return Fraction(value)

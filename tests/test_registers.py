@@ -200,6 +200,13 @@ def test_out_of_range_writes_are_rejected() -> None:
         decode_value((0x7F80, 0), "float32")  # +inf
 
 
+def test_float32_write_near_the_limit() -> None:
+    words = encode_value(3.4025001647762064e38, "float32").words
+    assert float(decode_value(words, "float32")) == pytest.approx(3.4025001647762064e38)
+    largest = (0x7F7F, 0xFFFF)
+    assert float(decode_value(largest, "float32")) == pytest.approx(3.4028234663852886e38)
+
+
 def test_float32_writes_mean_their_shortest_decimal() -> None:
     words = encode_value(Fraction("230.1"), "float32").words
     assert decode_value(words, "float32") == Fraction("230.1")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
@@ -29,6 +30,8 @@ from gateway.twin_variants import Protection, Role, get_variant
 __all__ = ["McuTwin", "TwinFaults"]
 
 _LOGGER = logging.getLogger(__name__)
+
+HISTORY_LIMIT = 10_000  # frames and DP commands kept for assertions
 
 VERSION_MCU = 0x03
 WIFI_CLOUD = 4
@@ -62,8 +65,9 @@ class McuTwin:
         self.motor_time_s = motor_time_s
         self.require_wifi_state = require_wifi_state
         self.output = TwinOutput(seed + 1)
-        self.received: list[Frame] = []
-        self.dp_commands: list[tuple[float, DpValue]] = []
+        # Bounded so that a `simulate` process left running for days does not grow.
+        self.received: deque[Frame] = deque(maxlen=HISTORY_LIMIT)
+        self.dp_commands: deque[tuple[float, DpValue]] = deque(maxlen=HISTORY_LIMIT)
         self.commands_ignored = self.boots = self.report_ticks = 0
         self.local_time: datetime | None = None  # the gateway's answer to 0x1C
         self.rssi_dbm: int | None = None

@@ -40,7 +40,7 @@ _RTU = obj(
     stopbits=Int(1, 2),
     rs485_rts=Bool(),
     echo_suppression=Bool(),
-    turnaround_delay_s=Num(),
+    turnaround_delay_s=Num(minimum=0),
 )
 _DEVICE = obj(
     "one breaker",
@@ -53,7 +53,9 @@ _DEVICE = obj(
 CONFIG_SCHEMA = obj(
     "tuya-modbus-gateway gateway.yaml",
     modbus=Key(obj("Modbus listeners", tcp=_TCP, rtu=_RTU), True),
-    write_policy=obj("gateway-wide write rules", read_only=Bool(), switch_interval_s=Num()),
+    write_policy=obj(
+        "gateway-wide write rules", read_only=Bool(), switch_interval_s=Num(minimum=0)
+    ),
     devices=Key(ListOf(_DEVICE, min_items=1), True),
 )
 
@@ -130,11 +132,6 @@ def _devices(checked: Checked, items: list[Any], base_dir: str) -> tuple[DeviceC
     return tuple(devices)
 
 
-def _not_negative(checked: Checked, section: dict[str, Any], path: str, key: str) -> None:
-    if section.get(key, 0) < 0:
-        checked.error(f"{path}.{key}", f"{section[key]} is below the minimum 0")
-
-
 def _modbus(checked: Checked, raw: dict[str, Any]) -> tuple[TcpListener | None, RtuListener | None]:
     tcp = rtu = None
     if "tcp" in raw:
@@ -142,7 +139,6 @@ def _modbus(checked: Checked, raw: dict[str, Any]) -> tuple[TcpListener | None, 
         tcp = TcpListener(fields.pop("host", "127.0.0.1"), fields.pop("port", 5020), **fields)
     if "rtu" in raw:
         fields = dict(raw["rtu"])
-        _not_negative(checked, fields, "modbus.rtu", "turnaround_delay_s")
         rtu = RtuListener(port=fields.pop("device"), **fields)
     if tcp is None and rtu is None and not checked.errors:
         checked.error("modbus", "configure at least one listener: tcp or rtu")
@@ -161,7 +157,6 @@ def load_config(path: str) -> GatewayConfig:
     tcp, rtu = _modbus(checked, data.get("modbus", {}))
     devices = _devices(checked, data.get("devices", []), os.path.dirname(os.path.abspath(path)))
     policy = dict(data.get("write_policy", {}))
-    _not_negative(checked, policy, "write_policy", "switch_interval_s")
     if checked.errors:
         raise ConfigError(checked.errors)
     return GatewayConfig(devices=devices, tcp=tcp, rtu=rtu, policy=WritePolicy(**policy))

@@ -192,14 +192,15 @@ class _Checker:
         return value
 
     def _bounds(self, spec: Int | Num | Bool, value: Any, node: yaml.Node, path: str) -> object:
-        if isinstance(spec, Int):
-            if spec.minimum is not None and value < spec.minimum:
-                return self.fail(node, path, f"{value} is below the minimum {spec.minimum}")
-            if spec.maximum is not None and value > spec.maximum:
-                return self.fail(node, path, f"{value} is above the maximum {spec.maximum}")
-        limit = spec.exclusive_minimum if isinstance(spec, Num) else None
-        if limit is not None and value <= limit:
-            return self.fail(node, path, f"{value} must be above {limit}")
+        if isinstance(spec, Bool):
+            return value
+        if spec.minimum is not None and value < spec.minimum:
+            return self.fail(node, path, f"{value} is below the minimum {spec.minimum}")
+        if isinstance(spec, Int) and spec.maximum is not None and value > spec.maximum:
+            return self.fail(node, path, f"{value} is above the maximum {spec.maximum}")
+        floor = spec.exclusive_minimum if isinstance(spec, Num) else None
+        if floor is not None and value <= floor:
+            return self.fail(node, path, f"{value} must be above {floor}")
         return value
 
     def _sequence(self, spec: ListOf, node: yaml.Node, path: str) -> object:

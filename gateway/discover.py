@@ -235,7 +235,8 @@ async def discover(
         await link.wait_ready(_HANDSHAKE_TIMEOUT_S)
         await link.query_all()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), listen_s)
+            async with asyncio.timeout(listen_s):
+                await stop.wait()
         info = link.product_info
     finally:
         await link.stop()

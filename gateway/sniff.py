@@ -109,7 +109,8 @@ async def _tap(device: str, direction: str, baud: int, emit: Callable[[str, Fram
     decoder = FrameDecoder()
     while True:
         try:
-            data = await asyncio.wait_for(reader.read(512), _LINE_IDLE_S)
+            async with asyncio.timeout(_LINE_IDLE_S):
+                data = await reader.read(512)
         except TimeoutError:
             for frame in decoder.flush():
                 emit(direction, frame)

@@ -79,6 +79,7 @@ class McuLink:
         self.fatal_error: GatewayError | None = None  # why the link stopped for good
         self._report_listeners: list[Callable[[DpValue], None]] = []
         self._state_listeners: list[Callable[[LinkState], None]] = []
+        self._traffic_listeners: list[Callable[[str, Frame], None]] = []
         self._channel: FrameChannel | None = None
         self._capture: CaptureWriter | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -97,6 +98,20 @@ class McuLink:
     def add_state_listener(self, cb: Callable[[LinkState], None]) -> Callable[[], None]:
         self._state_listeners.append(cb)
         return lambda: self._state_listeners.remove(cb) if cb in self._state_listeners else None
+
+    def add_traffic_listener(self, cb: Callable[[str, Frame], None]) -> Callable[[], None]:
+        """Call ``cb(direction, frame)`` for every frame, 'rx' from the MCU or 'tx' to it."""
+        self._traffic_listeners.append(cb)
+        return lambda: self._traffic_listeners.remove(cb) if cb in self._traffic_listeners else None
+
+    def _on_traffic(self, direction: str, frame: Frame) -> None:
+        if self._capture is not None:
+            self._capture.record(direction, frame)
+        for listener in list(self._traffic_listeners):
+            try:
+                listener(direction, frame)
+            except Exception:  # a listener's bug must not break the link
+                _LOGGER.exception("link: traffic listener failed on %s", frame.describe())
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -209,7 +224,7 @@ class McuLink:
             self._on_frame,
             gap_s=cfg.command_gap_s,
             line_idle_s=cfg.timings.line_idle_s,
-            capture=self._capture,
+            tap=self._on_traffic,
         )
         if cfg.url.startswith("sim://"):
             from gateway.simulator import open_sim_link  # the twin is only needed for sim://

@@ -1,4 +1,4 @@
-"""The link's frame pipe: an asyncio Protocol around the decoder, with pacing, capture and stats.
+"""The link's frame pipe: an asyncio Protocol around the decoder, with pacing, a tap and stats.
 
 It knows nothing of the handshake: it decodes frames, hands each to its owner, resolves
 waiters registered with :meth:`FrameChannel.expect`, and writes frames.
@@ -16,7 +16,6 @@ import logging
 import math
 from collections.abc import Callable
 
-from gateway.capture import CaptureWriter
 from gateway.errors import LinkClosedError, McuTimeoutError
 from gateway.protocol import Command, Frame, FrameDecoder
 
@@ -50,14 +49,14 @@ class FrameChannel(asyncio.Protocol):
         *,
         gap_s: float,
         line_idle_s: float,
-        capture: CaptureWriter | None = None,
+        tap: Callable[[str, Frame], None] | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._stats = stats
         self._on_frame = on_frame
         self._gap_s = gap_s
         self._line_idle_s = line_idle_s
-        self._capture = capture
+        self._tap = tap  # sees every frame: 'rx' or 'tx'
         self._decoder = FrameDecoder()
         self._counted = (0, 0, 0)
         self._transport: asyncio.BaseTransport | None = None
@@ -108,8 +107,8 @@ class FrameChannel(asyncio.Protocol):
         transport.write(frame.encode())
         self.last_tx = self._loop.time()
         self._stats.frames_sent += 1
-        if self._capture is not None:
-            self._capture.record("tx", frame)
+        if self._tap is not None:
+            self._tap("tx", frame)
         _LOGGER.debug("link -> %s", frame.describe())
 
     async def pace(self) -> None:
@@ -170,8 +169,8 @@ class FrameChannel(asyncio.Protocol):
         self._count_decoder()
         for frame in frames:
             self._stats.frames_received += 1
-            if self._capture is not None:
-                self._capture.record("rx", frame)
+            if self._tap is not None:
+                self._tap("rx", frame)
             _LOGGER.debug("link <- %s", frame.describe())
             if frame.command == Command.DP_REPORT:
                 self.last_report_at = self._loop.time()

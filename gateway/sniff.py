@@ -7,11 +7,7 @@ Directions are tagged from the wire's point of view: ``MCU`` for frames the brea
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from typing import TextIO
@@ -26,7 +22,6 @@ _LOGGER = logging.getLogger(__name__)
 # At 9600 baud a byte takes ~1 ms; 50 ms of silence means any half frame will never complete.
 _LINE_IDLE_S = 0.05
 _TAGS = {"rx": "MCU ", "tx": "WIFI"}
-_FOLLOW_POLL_S = 0.05
 
 
 def format_frame(direction: str, frame: Frame, elapsed_s: float) -> str:
@@ -50,55 +45,24 @@ async def sniff_link(url: str, baud: int, out: TextIO) -> None:
     """Run the handshake as the gateway on ``url`` and print every frame both ways."""
     from gateway.link import LinkConfig, LinkState, McuLink
 
-    with tempfile.TemporaryDirectory(prefix="tuya-sniff-") as folder:
-        path = os.path.join(folder, "capture.jsonl")
-        link = McuLink(LinkConfig(url=url, baudrate=baud, capture_path=path))
+    link = McuLink(LinkConfig(url=url, baudrate=baud))
+    started = time.monotonic()
 
-        def on_state(state: LinkState) -> None:
-            info = link.product_info
-            key = (
-                f" (product key {info.product_key!r})" if info and state is LinkState.READY else ""
-            )
-            print(f"# link {state.name}{key}", file=out, flush=True)
+    def on_traffic(direction: str, frame: Frame) -> None:
+        print(format_frame(direction, frame, time.monotonic() - started), file=out, flush=True)
 
-        link.add_state_listener(on_state)
-        await link.start()
-        try:
-            await _follow(path, out)
-        finally:
-            await link.stop()
+    def on_state(state: LinkState) -> None:
+        info = link.product_info
+        key = f" (product key {info.product_key!r})" if info and state is LinkState.READY else ""
+        print(f"# link {state.name}{key}", file=out, flush=True)
 
-
-async def _follow(path: str, out: TextIO) -> None:
-    """Print the frames the link appends to its capture file, as they come."""
-    start: float | None = None
-    pending = ""
-    handle = None
+    link.add_traffic_listener(on_traffic)
+    link.add_state_listener(on_state)
+    await link.start()
     try:
-        while True:
-            await asyncio.sleep(_FOLLOW_POLL_S)
-            if handle is None:
-                with contextlib.suppress(FileNotFoundError):
-                    handle = open(path, encoding="utf-8")  # noqa: ASYNC230, SIM115 - tiny reads
-                continue
-            pending += handle.read()
-            lines, _, pending = pending.rpartition("\n")
-            for line in filter(None, lines.split("\n")):
-                mono, direction, frame = _parse_record(line)
-                start = mono if start is None else start
-                print(format_frame(direction, frame, mono - start), file=out)
-            out.flush()
+        await asyncio.Event().wait()  # until cancelled
     finally:
-        if handle is not None:
-            handle.close()
-
-
-def _parse_record(line: str) -> tuple[float, str, Frame]:
-    """One line the link's CaptureWriter wrote (see gateway.capture for the format)."""
-    record = json.loads(line)
-    decoder = FrameDecoder()
-    decoder.feed(bytes.fromhex(record["hex"]))
-    return float(record["mono"]), str(record["dir"]), next(decoder)
+        await link.stop()
 
 
 async def _tap(device: str, direction: str, baud: int, emit: Callable[[str, Frame], None]) -> None:

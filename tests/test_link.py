@@ -341,6 +341,20 @@ async def test_capture_records_both_directions(
     assert datetime.fromisoformat(first["wall"]).tzinfo is not None
 
 
+async def test_traffic_listener_sees_what_the_capture_records(
+    make_link: MakeLink, peer_end: PeerEnd, tmp_path: Path
+) -> None:
+    path = tmp_path / "capture.jsonl"
+    link = make_link(fast_config(peer_end.url, capture_path=str(path)))
+    seen: list[tuple[str, Frame]] = []
+    link.add_traffic_listener(lambda direction, frame: seen.append((direction, frame)))
+    await link.start()
+    await link.wait_ready(READY_S)
+    await link.stop()
+    assert seen == [(r.direction, r.frame) for r in read_capture(str(path))]
+    assert {direction for direction, _ in seen} == {"rx", "tx"}
+
+
 def test_capture_reader_names_the_bad_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     good = {"mono": 1.0, "wall": "", "dir": "rx", "hex": "55aa030000010104", "summary": ""}

@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from gateway import __version__
 from gateway.config import (
@@ -24,6 +25,9 @@ from gateway.config import (
 from gateway.errors import ConfigError, GatewayError
 from gateway.modbus_server import RtuListener, TcpListener
 from gateway.twin_variants import VARIANTS
+
+if TYPE_CHECKING:
+    from gateway.simulator import McuPeer
 
 __all__ = ["build_parser", "main", "parse_listen", "run_until_signalled"]
 
@@ -202,24 +206,20 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 async def serve_peer(
-    listen: tuple[str, int] | None, factory: Callable[[], object], stop: asyncio.Event
+    listen: tuple[str, int] | None, factory: Callable[[], McuPeer], stop: asyncio.Event
 ) -> int:
     """Serve an MCU peer on TCP or a new pty, print the ``--link`` URL for it, run until stop."""
-    from typing import cast
-
     from gateway import simulator
 
-    # serve_tcp/open_pty only call connection_made/data_received/connection_lost on the peer
-    twin_factory = cast("Callable[[], simulator.McuTwin]", factory)
     if listen is None:
-        path = simulator.open_pty(twin_factory())
+        path = simulator.open_pty(factory())
         print(path, flush=True)
         try:
             await stop.wait()
         finally:
             simulator.close_pty(path)
         return EXIT_OK
-    server = await simulator.serve_tcp(listen[0], listen[1], twin_factory)
+    server = await simulator.serve_tcp(listen[0], listen[1], factory)
     host, port = server.sockets[0].getsockname()[:2]
     print(f"socket://{host}:{port}", flush=True)
     _LOGGER.info("MCU peer listening on tcp://%s:%s", host, port)

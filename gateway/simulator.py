@@ -14,7 +14,7 @@ import os
 import socket
 import tty
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from gateway.errors import ConfigError
@@ -23,6 +23,7 @@ from gateway.twin_output import TwinFaults
 from gateway.twin_variants import VARIANTS
 
 __all__ = [
+    "McuPeer",
     "McuTwin",
     "PtyEndpoint",
     "SimTransport",
@@ -212,10 +213,20 @@ async def open_sim_link(url: str, protocol: asyncio.Protocol) -> tuple[asyncio.T
     return transport, twin
 
 
+class McuPeer(Protocol):
+    """What the TCP and pty endpoints drive: the twin, or a capture replay."""
+
+    def connection_made(self, send: Callable[[bytes], None]) -> None: ...
+
+    def data_received(self, data: bytes) -> None: ...
+
+    def connection_lost(self, send: Callable[[bytes], None] | None = None) -> None: ...
+
+
 class _TwinStreamProtocol(asyncio.Protocol):
     """One TCP connection to a twin."""
 
-    def __init__(self, twin: McuTwin) -> None:
+    def __init__(self, twin: McuPeer) -> None:
         self._twin = twin
         self._transport: asyncio.Transport | None = None
 
@@ -240,7 +251,7 @@ class _TwinStreamProtocol(asyncio.Protocol):
         self._twin.connection_lost(self._write)  # the twin may serve a newer connection now
 
 
-async def serve_tcp(host: str, port: int, twin_factory: Callable[[], McuTwin]) -> asyncio.Server:
+async def serve_tcp(host: str, port: int, twin_factory: Callable[[], McuPeer]) -> asyncio.Server:
     """Serve a twin per TCP connection (``socket://host:port`` for the gateway)."""
     loop = asyncio.get_running_loop()
     return await loop.create_server(lambda: _TwinStreamProtocol(twin_factory()), host, port)
@@ -253,7 +264,7 @@ class PtyEndpoint:
     path: str
     master_fd: int
     slave_fd: int
-    twin: McuTwin
+    twin: McuPeer
     bytes_lost: int = 0
 
     def close(self) -> None:
@@ -290,7 +301,7 @@ class PtyEndpoint:
 _PTYS: dict[str, PtyEndpoint] = {}
 
 
-def open_pty_endpoint(twin: McuTwin) -> PtyEndpoint:
+def open_pty_endpoint(twin: McuPeer) -> PtyEndpoint:
     """Open a pty pair in raw mode, attach ``twin`` to the master; needs a running loop."""
     loop = asyncio.get_running_loop()
     master_fd, slave_fd = os.openpty()
@@ -305,7 +316,7 @@ def open_pty_endpoint(twin: McuTwin) -> PtyEndpoint:
     return endpoint
 
 
-def open_pty(twin: McuTwin) -> str:
+def open_pty(twin: McuPeer) -> str:
     """Attach ``twin`` to a new pty and return the slave path the gateway opens."""
     return open_pty_endpoint(twin).path
 

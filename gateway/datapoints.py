@@ -120,7 +120,9 @@ class DatapointCache:
         future: asyncio.Future[DpValue] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(dpid, []).append(future)
         try:
-            return await asyncio.wait_for(future, deadline_s)
+            # not wait_for: on 3.11 it swallows a cancellation that meets a completing report
+            async with asyncio.timeout(deadline_s):
+                return await future
         except TimeoutError as err:
             raise McuTimeoutError(f"dp{dpid}: no report within {deadline_s:g} s") from err
         finally:

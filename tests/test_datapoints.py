@@ -138,3 +138,16 @@ async def test_cancelled_waiter_is_removed() -> None:
         await waiter
     assert cache._waiters == {}
     cache.update(DpValue.of_bool(16, True))  # no waiter left to wake: must not raise
+
+
+async def test_cancellation_that_meets_a_report_is_not_swallowed() -> None:
+    # Python 3.11's asyncio.wait_for returned the report here and lost the cancellation,
+    # which hung link.stop().
+    cache = DatapointCache()
+    waiter = asyncio.create_task(cache.wait_for_report(16, 5.0))
+    await asyncio.sleep(0)
+    cache.update(DpValue.of_bool(16, True))
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert cache._waiters == {}

@@ -58,7 +58,7 @@ STATUS_VALUES = (
     "product_key",
     "register_saturations",
 )
-DERIVED_OPS = ("mul", "div", "sum", "sub")
+DERIVED_OPS = ("mul", "div", "sum", "sub", "sqrt", "acos_deg")
 _NAME = NAME_PATTERN
 _SOURCE_HELP = "dp, dp.field, dp.bit, dp.record, dp.record.enabled or status.name"
 _SOURCE_TEXT = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){0,2}$"
@@ -69,6 +69,9 @@ _SIZE = Int(1, 8, "bytes")
 _TEXT = Str()
 _NUMBER = Num()
 _ARGS = ListOf(Ref("source"), min_items=2)
+_ONE_ARG = ListOf(Ref("source"), 1, 1)
+_LOW = Num(description="lower bound of the result")
+_HIGH = Num(description="upper bound of the result")
 
 DEFS: dict[str, Node] = {
     "source": AnyOf(
@@ -85,6 +88,18 @@ DEFS: dict[str, Node] = {
                 min=_NUMBER,
                 max=_NUMBER,
                 on_zero=Num(description="result when the divisor is 0 (default: stale)"),
+            ),
+            obj(
+                "square root of the argument; a negative argument (rounding) gives 0",
+                sqrt=Key(_ONE_ARG, True),
+                min=_LOW,
+                max=_HIGH,
+            ),
+            obj(
+                "arc cosine in degrees (0..180) of the argument bounded to [-1, 1]",
+                acos_deg=Key(_ONE_ARG, True),
+                min=_LOW,
+                max=_HIGH,
             ),
         ),
         "where a point's value comes from",
@@ -186,12 +201,22 @@ _POINT = obj(
     description=_TEXT,
     unit=_TEXT,
 )
+_FILL_KEYS: dict[str, Node | Key] = {
+    "from": Key(Int(0, 65535), True),
+    "to": Key(Int(0, 65535), True),
+    "value": Int(0, 65535, "the constant (0 or 1 in coils and discrete inputs); default 0"),
+}
+_FILL = obj("addresses from..to (inclusive) that no point covers read a constant", **_FILL_KEYS)
 MAP_SCHEMA = obj(
     "tuya-modbus-gateway register map",
     device=Key(_DEVICE, True),
     tuya=_TUYA,
     datapoints=Key(MapOf(_DATAPOINT), True),
     **{table: ListOf(_POINT) for table in TABLE_KEYS},
+    fill=obj(
+        "constant filler for the gaps between points, so block reads never hit one",
+        **{table: ListOf(_FILL) for table in TABLE_KEYS},
+    ),
 )
 
 

@@ -2,8 +2,8 @@
 
 Text sources are ``dp`` (a whole datapoint), ``dp.field`` (raw field), ``dp.bit`` (bitmap bit),
 ``dp.record`` / ``dp.record.enabled`` (alarm_set record value or enable flag) and
-``status.name``. A number or ``{constant: x}`` is a constant; ``{mul|sum|sub|div: [...]}``
-derive a value from other sources, with no eval.
+``status.name``. A number or ``{constant: x}`` is a constant; ``{mul|sum|sub|div: [...]}``,
+``{sqrt: [x]}`` and ``{acos_deg: [x]}`` derive a value from other sources, with no eval.
 """
 
 from __future__ import annotations
@@ -135,6 +135,8 @@ def source_range(
         return source.value, source.value
     if isinstance(source, StatusSource):
         return (Fraction(0), Fraction(1)) if source.name == "link_online" else None
+    if isinstance(source, DerivedSource):
+        return _derived_range(source)
     if not isinstance(source, DpSource):
         return None
     spec = datapoints[source.datapoint]
@@ -155,6 +157,17 @@ def source_range(
     if spec.min is not None and spec.max is not None:
         return spec.min, spec.max
     return None
+
+
+def _derived_range(source: DerivedSource) -> tuple[Fraction, Fraction] | None:
+    """Bounds from ``min``/``max`` and, for acos_deg, its natural 0..180."""
+    low, high = source.min, source.max
+    if source.op == "acos_deg":
+        low = Fraction(0) if low is None else max(low, Fraction(0))
+        high = Fraction(180) if high is None else min(high, Fraction(180))
+    if low is None or high is None:
+        return None
+    return low, high
 
 
 def _natural(size: int, signed: bool, scale: int) -> tuple[Fraction, Fraction]:

@@ -1,9 +1,13 @@
-"""A point's current value from a cache snapshot and live status: datapoints, status, derived."""
+"""A point's current value from a cache snapshot and live status: datapoints, status, derived.
+
+Derived values are exact fractions except ``sqrt`` and ``acos_deg``, which go through float.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from fractions import Fraction
 
 from gateway.codecs import member_value
@@ -60,17 +64,7 @@ def _derive(source: DerivedSource, inputs: list[Reading]) -> Reading:
     numbers = [v for v in values if isinstance(v, Fraction)]
     if len(numbers) != len(values):
         return Reading(None, True)
-    result: Fraction | None
-    if source.op == "mul":
-        result = Fraction(1)
-        for number in numbers:
-            result *= number
-    elif source.op == "sum":
-        result = sum(numbers, Fraction(0))
-    elif source.op == "sub":
-        result = numbers[0] - sum(numbers[1:], Fraction(0))
-    else:
-        result = numbers[0] / numbers[1] if numbers[1] else source.on_zero
+    result = _OPS[source.op](source, numbers)
     if result is None:
         return Reading(None, stale)
     if source.min is not None:
@@ -78,3 +72,34 @@ def _derive(source: DerivedSource, inputs: list[Reading]) -> Reading:
     if source.max is not None:
         result = min(result, source.max)
     return Reading(result, stale)
+
+
+def _mul(_: DerivedSource, numbers: list[Fraction]) -> Fraction:
+    result = Fraction(1)
+    for number in numbers:
+        result *= number
+    return result
+
+
+def _div(source: DerivedSource, numbers: list[Fraction]) -> Fraction | None:
+    return numbers[0] / numbers[1] if numbers[1] else source.on_zero
+
+
+def _sqrt(_: DerivedSource, numbers: list[Fraction]) -> Fraction:
+    # S² − P² dips below 0 when rounding makes P a little larger than V × I: that is Q = 0.
+    return Fraction(math.sqrt(max(numbers[0], Fraction(0))))
+
+
+def _acos_deg(_: DerivedSource, numbers: list[Fraction]) -> Fraction:
+    cosine = min(max(numbers[0], Fraction(-1)), Fraction(1))
+    return Fraction(math.degrees(math.acos(cosine)))
+
+
+_OPS: dict[str, Callable[[DerivedSource, list[Fraction]], Fraction | None]] = {
+    "mul": _mul,
+    "sum": lambda _, numbers: sum(numbers, Fraction(0)),
+    "sub": lambda _, numbers: numbers[0] - sum(numbers[1:], Fraction(0)),
+    "div": _div,
+    "sqrt": _sqrt,
+    "acos_deg": _acos_deg,
+}

@@ -4,6 +4,9 @@ The YAML is first checked against the format tree of :mod:`gateway.map_schema` (
 choices), then for meaning: unknown datapoints, bits, fields, records and enum labels,
 duplicate names and ids, overlapping addresses, writable points on read-only sources, and
 integer scales that overflow a format for the source's declared range.
+
+A ``fill`` section gives the gaps between points a constant (one read-only ``fill_0x…``
+point per address), so clients that read large blocks never meet an unmapped address.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import itertools
 import os
 import re
 from collections.abc import Mapping
+from fractions import Fraction
 from types import MappingProxyType
 from typing import Any
 
@@ -19,13 +23,14 @@ from gateway.errors import ConfigError
 from gateway.map_datapoints import build_datapoints, build_device, build_tuya
 from gateway.map_schema import TABLE_KEYS, Checked, check_document, map_json_schema
 from gateway.map_sources import is_text_source, parse_source, source_range, source_writable
-from gateway.map_specs import DatapointSpec, PointSpec, RegisterMap
+from gateway.map_specs import ConstSource, DatapointSpec, PointSpec, RegisterMap
 from gateway.registers import FLOAT_FORMATS, INTEGER_FORMATS, integer_range, register_count
 from gateway.tables import Table
 
 __all__ = ["RegisterMap", "load_map", "map_json_schema", "parse_map"]
 
 _TABLES = dict(zip(TABLE_KEYS, Table, strict=True))
+_FILL_PREFIX = "fill_0x"
 _TEXT_NEEDED = "the string format needs a string datapoint or status.product_key"
 
 
@@ -74,13 +79,48 @@ def _tables(
                     f"{path}.name", f"duplicate name {item['name']!r} (also {names[item['name']]})"
                 )
             names.setdefault(item["name"], path)
+            if item["name"].startswith(_FILL_PREFIX):
+                checked.error(f"{path}.name", f"names starting {_FILL_PREFIX!r} are for fill")
             point = _point(checked, path, table, item, datapoints)
             if point is not None:
                 points.append(point)
         points.sort(key=lambda p: p.address)
         _check_overlaps(checked, names, points)
+        points += _fill(checked, key, table, data.get("fill", {}).get(key, ()), points)
+        points.sort(key=lambda p: p.address)
         tables[table] = tuple(points)
     return MappingProxyType(tables)
+
+
+def _fill(
+    checked: Checked, key: str, table: Table, ranges: list[Any], points: list[PointSpec]
+) -> list[PointSpec]:
+    """A constant point for every address of the fill ranges that no point covers."""
+    covered = {a for p in points for a in range(p.address, p.end)}
+    filled: dict[int, PointSpec] = {}
+    for index, item in enumerate(ranges):
+        path = f"fill.{key}[{index}]"
+        if item is None:
+            continue
+        value = item.get("value", 0)
+        if item["from"] > item["to"]:
+            checked.error(f"{path}.from", f"from {item['from']} is above to {item['to']}")
+        if table.is_bits and value not in (0, 1):
+            checked.error(f"{path}.value", f"{table.value}s hold 0 or 1, not {value}")
+        for address in range(item["from"], item["to"] + 1):
+            if address in covered or address in filled:
+                continue
+            filled[address] = PointSpec(
+                table=table,
+                name=f"{_FILL_PREFIX}{address:04x}",
+                address=address,
+                count=1,
+                source=ConstSource(Fraction(value)),
+                format="bool" if table.is_bits else "uint16",
+                description=f"fill: reads {value}",
+                line=checked.line(path),
+            )
+    return list(filled.values())
 
 
 def _point(

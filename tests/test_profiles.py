@@ -1,0 +1,463 @@
+"""Meter profiles: derived ops, fill, and the SDM120 and Tongou maps served on the twin."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import yaml
+from pymodbus.client import AsyncModbusTcpClient
+
+from gateway.config import DeviceConfig, GatewayConfig, WritePolicy
+from gateway.datapoints import DatapointCache
+from gateway.errors import ConfigError
+from gateway.map_specs import RegisterMap
+from gateway.modbus_server import TcpListener
+from gateway.point_values import read_source
+from gateway.register_map import load_map, map_json_schema, parse_map
+from gateway.service import GatewayService
+from gateway.simulator import McuTwin
+from gateway.tables import Table
+from gateway.twin_variants import Protection
+
+ROOT = Path(__file__).resolve().parents[1]
+SDM120 = ROOT / "maps" / "sdm120.yaml"
+TONGOU = ROOT / "maps" / "tongou_tosmr1.yaml"
+MAPS = (ROOT / "register_map.yaml", SDM120, TONGOU)
+TIMEOUT_S = 15.0
+TWIN_OPTIONS = "noise=0&report_interval=1&motor_time=0.1"  # quiet 0.5 s ends the query
+
+
+def f32(value: float) -> float:
+    return float(struct.unpack(">f", struct.pack(">f", value))[0])
+
+
+def floats(registers: Sequence[int]) -> list[float]:
+    """ABCD float32 values of a register list."""
+    raw = b"".join(word.to_bytes(2, "big") for word in registers)
+    return [value for (value,) in struct.iter_unpack(">f", raw)]
+
+
+# -- maps validate ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", MAPS, ids=lambda p: p.name)
+def test_every_shipped_map_validates_and_matches_the_json_schema(path: Path) -> None:
+    assert isinstance(load_map(path), RegisterMap)
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(map_json_schema())
+    assert list(validator.iter_errors(yaml.safe_load(path.read_text()))) == []
+
+
+def test_sdm120_leaves_no_gap_in_the_meter_range() -> None:
+    points = load_map(SDM120).points(Table.INPUT_REGISTER)
+    covered = {a for p in points for a in range(p.address, p.end)}
+    assert set(range(0x0000, 0x015A)) <= covered
+    assert load_map(SDM120).point("fill_0x0002").source.value == 0  # type: ignore[union-attr]
+
+
+# -- derived ops ------------------------------------------------------------------------
+
+OPS_MAP = """device: {{name: ops}}
+datapoints:
+  phase: {{id: 6, type: raw, fields: {{v: {{offset: 0, size: 2, scale: -1}}}}}}
+input_registers:
+  - {{name: x, address: 0, source: {source}, format: float64}}
+"""
+
+
+def evaluate(source: str) -> Fraction | str | None:
+    regmap = parse_map(OPS_MAP.format(source=source))
+    reading = read_source(
+        regmap.point("x").source, regmap.datapoints, DatapointCache().snapshot(), {}
+    )
+    assert not reading.stale
+    return reading.value
+
+
+def reactive(apparent: float, active: float) -> str:
+    return (
+        f"{{sqrt: [{{sub: [{{mul: [{apparent}, {apparent}]}}, {{mul: [{active}, {active}]}}]}}]}}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("apparent", "active", "expected"),
+    [(5, 3, 4), (230, 230, 0), (0, 0, 0), (229, 230, 0), (1156, 0, 1156), (2.5, 1.5, 2)],
+)
+def test_reactive_power_is_the_root_of_s2_minus_p2_and_never_negative(
+    apparent: float, active: float, expected: float
+) -> None:
+    assert evaluate(reactive(apparent, active)) == expected
+
+
+def test_sqrt_is_bounded_and_takes_exactly_one_argument() -> None:
+    assert evaluate("{sqrt: [16], max: 3}") == 3
+    assert evaluate("{sqrt: [-4]}") == 0
+    with pytest.raises(ConfigError, match=r"<map>:5: input_registers\[0\]\.source\.sqrt: takes"):
+        parse_map(OPS_MAP.format(source="{sqrt: [1, 2]}"))
+    with pytest.raises(ConfigError, match=r"<map>:5: .*acos_deg: needs at least 1"):
+        parse_map(OPS_MAP.format(source="{acos_deg: []}"))
+    with pytest.raises(ConfigError, match=r"<map>:5: .*on_zero"):
+        parse_map(OPS_MAP.format(source="{sqrt: [1], on_zero: 1}"))
+
+
+@pytest.mark.parametrize(
+    ("cosine", "degrees"),
+    [(1, 0), (0, 90), (-1, 180), (0.5, 60), (1.5, 0), (-7, 180), (0.8, 36.86989764584402)],
+)
+def test_phase_angle_from_a_power_factor_bounded_to_one(cosine: float, degrees: float) -> None:
+    value = evaluate(f"{{acos_deg: [{cosine}]}}")
+    assert isinstance(value, Fraction)
+    assert float(value) == pytest.approx(degrees, abs=1e-9)
+
+
+def test_power_factor_of_nothing_flowing_is_one_and_its_angle_zero() -> None:
+    pf = "{div: [0, {mul: [230, 0]}], min: -1, max: 1, on_zero: 1}"
+    assert evaluate(pf) == 1
+    assert evaluate(f"{{acos_deg: [{pf}]}}") == 0
+    assert evaluate("{div: [-300, 200], min: -1, max: 1}") == -1
+
+
+def test_units_and_constants_are_exact() -> None:
+    assert evaluate("{mul: [1234, 0.001]}") == Fraction("1.234")  # W -> kW
+    assert evaluate("{mul: [1.234, 1000]}") == 1234  # kW -> W
+    assert evaluate("50") == 50
+    assert evaluate("{constant: 59.95}") == Fraction("59.95")
+
+
+def test_a_derived_value_without_its_input_is_stale() -> None:
+    regmap = parse_map(OPS_MAP.format(source="{sqrt: [phase.v]}"))
+    reading = read_source(
+        regmap.point("x").source, regmap.datapoints, DatapointCache().snapshot(), {}
+    )
+    assert reading.stale
+    assert reading.value is None
+
+
+def test_unknown_op_is_an_error_with_its_line() -> None:
+    with pytest.raises(ConfigError, match=r"<map>:5: .*one of .*sqrt, acos_deg") as err:
+        parse_map(OPS_MAP.format(source="{pow: [2, 3]}"))
+    assert len(err.value.errors) == 1
+
+
+def test_an_angle_in_an_integer_register_is_checked_for_overflow() -> None:
+    text = OPS_MAP.format(source="{acos_deg: [0.5]}").replace("float64", "uint16, scale: 100")
+    assert parse_map(text).point("x").scale == 100  # 0..18000
+    with pytest.raises(ConfigError, match=r"scale 1000 overflows uint16 .* 0\.\.180 "):
+        parse_map(text.replace("scale: 100", "scale: 1000"))
+
+
+def test_json_schema_knows_the_new_ops() -> None:
+    options = map_json_schema()["$defs"]["source"]["anyOf"]
+    required = {name for option in options for name in option.get("required", ())}
+    assert {"sqrt", "acos_deg", "div", "mul"} <= required
+    sqrt = next(o for o in options if o.get("required") == ["sqrt"])
+    assert sqrt["properties"]["sqrt"]["maxItems"] == 1
+    assert sqrt["additionalProperties"] is False
+
+
+# -- fill -------------------------------------------------------------------------------
+
+FILL_MAP = """device: {{name: fill}}
+datapoints:
+  sw: {{id: 16, type: bool}}
+coils:
+  - {{name: sw, address: 1, source: sw}}
+input_registers:
+  - {{name: five, address: 2, source: 5}}
+fill:
+{fill}
+"""
+
+
+def test_fill_covers_only_the_gaps_with_read_only_constants() -> None:
+    fill = (
+        "  input_registers: [{from: 0, to: 4, value: 7}, {from: 3, to: 5}]\n"
+        "  coils: [{from: 0, to: 2}]"
+    )
+    regmap = parse_map(FILL_MAP.format(fill=fill))
+    registers = regmap.points(Table.INPUT_REGISTER)
+    assert [(p.name, p.address) for p in registers] == [
+        ("fill_0x0000", 0),
+        ("fill_0x0001", 1),
+        ("five", 2),
+        ("fill_0x0003", 3),
+        ("fill_0x0004", 4),
+        ("fill_0x0005", 5),
+    ]
+    assert registers[0].source.value == 7  # type: ignore[union-attr]
+    assert registers[5].source.value == 0  # type: ignore[union-attr]
+    assert not any(p.writable for p in registers)
+    assert [p.name for p in regmap.points(Table.COIL)] == ["fill_0x0000", "sw", "fill_0x0002"]
+
+
+@pytest.mark.parametrize(
+    ("fill", "error"),
+    [
+        ("  input_registers: [{from: 9, to: 3}]", r":9: fill\.input_registers\[0\]\.from: from 9"),
+        ("  coils: [{from: 0, to: 3, value: 2}]", r":9: fill\.coils\[0\]\.value: coils hold 0"),
+        ("  coils: [{from: 0, too: 3}]", r":9: fill\.coils\[0\]\.too: unknown key"),
+        ("  registers: [{from: 0, to: 3}]", r":9: fill\.registers: unknown key"),
+        ("  input_registers: [{from: 0, to: 70000}]", r":9: .*above the maximum 65535"),
+    ],
+)
+def test_fill_mistakes_are_errors_with_their_line(fill: str, error: str) -> None:
+    with pytest.raises(ConfigError, match=error):
+        parse_map(FILL_MAP.format(fill=fill))
+
+
+def test_fill_names_are_reserved() -> None:
+    text = FILL_MAP.format(fill="  coils: []").replace("name: five", "name: fill_0x0002")
+    with pytest.raises(ConfigError, match=r"input_registers\[0\]\.name: names starting"):
+        parse_map(text)
+
+
+# -- served on the twin -----------------------------------------------------------------
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Wait until ``check()`` is true; fail after TIMEOUT_S."""
+    deadline = asyncio.get_running_loop().time() + TIMEOUT_S
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+class Served:
+    """A GatewayService on one twin, and a pymodbus client connected to it."""
+
+    def __init__(self, service: GatewayService, client: AsyncModbusTcpClient) -> None:
+        self.service = service
+        self.client = client
+
+    @property
+    def twin(self) -> McuTwin:
+        twin = self.service.units[1].link.twin
+        assert twin is not None
+        return twin
+
+    async def input_floats(self, address: int, count: int) -> list[float]:
+        reply = await self.client.read_input_registers(address, count=count, device_id=1)
+        assert not reply.isError(), reply
+        return floats(reply.registers)
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[str, str], Awaitable[Served]]]:
+    started: list[Served] = []
+
+    async def starter(map_path: str, variant: str) -> Served:
+        device = DeviceConfig(1, f"sim://{variant}?{TWIN_OPTIONS}", map_path)
+        policy = WritePolicy(switch_interval_s=0.1)
+        service = GatewayService(
+            GatewayConfig((device,), TcpListener("127.0.0.1", 0), None, policy)
+        )
+        await service.start()
+        client = AsyncModbusTcpClient("127.0.0.1", port=service.tcp_port, timeout=5)
+        served = Served(service, client)
+        started.append(served)
+        assert await client.connect()
+        return served
+
+    yield starter
+    for served in started:
+        served.client.close()
+        await served.service.stop()
+
+
+async def sdm_on_twin(serve: Callable[[str, str], Awaitable[Served]]) -> Served:
+    """The SDM120 map on a family A twin at 231.2 V, 5 A, 1234.56 kWh, once all are served."""
+    gw = await serve(str(SDM120), "family_a")
+    gw.twin.set_voltage(231.2)
+    gw.twin.set_load(5.0)
+    gw.twin.set_energy(1234.56)
+
+    async def settled() -> bool:
+        reply = await gw.client.read_input_registers(0x0000, count=80, device_id=1)
+        if reply.isError():
+            return False
+        values = floats(reply.registers)
+        return values[0] == f32(231.2) and values[3] == 5.0 and values[36] >= 1234.56
+
+    await eventually(settled, "the twin's new state in the SDM registers")
+    return gw
+
+
+def sdm_expected(twin: McuTwin) -> dict[int, float]:
+    """What each SDM float register should hold for the twin's state (P = V × I, PF 1)."""
+    volts, amps = twin.voltage_v, twin.current_a
+    watts = float(int(round(volts * 10) * round(amps * 1000) / 10_000))
+    apparent = volts * amps
+    return {
+        0x00: volts,
+        0x06: amps,
+        0x0C: watts,
+        0x12: apparent,
+        0x18: math.sqrt(max(apparent**2 - watts**2, 0.0)),
+        0x1E: min(watts / apparent, 1.0),
+        0x24: math.degrees(math.acos(min(watts / apparent, 1.0))),
+        0x30: amps,
+        0x34: watts,
+        0x38: apparent,
+        0x3C: math.sqrt(max(apparent**2 - watts**2, 0.0)),
+        0x3E: min(watts / apparent, 1.0),
+        0x42: math.degrees(math.acos(min(watts / apparent, 1.0))),
+        0x46: 50.0,
+        0x48: twin.energy_kwh,
+        0x54: watts,
+        0x56: watts,
+        0x58: watts,
+        0x5A: watts,
+        0x102: amps,
+        0x108: amps,
+        0x156: twin.energy_kwh,
+    }
+
+
+def check_block(start: int, values: list[float], expected: dict[int, float]) -> None:
+    """Each float at its address: the expected value (energy within one report), else 0."""
+    for index, value in enumerate(values):
+        address = start + 2 * index
+        want = expected.get(address, 0.0)
+        slack = 0.011 if address in (0x48, 0x156) else 0.0
+        assert value == pytest.approx(f32(want), rel=1e-6, abs=slack), hex(address)
+
+
+async def test_sdm120_as_openwb_reads_it(serve: Callable[[str, str], Awaitable[Served]]) -> None:
+    gw = await sdm_on_twin(serve)
+    serial = await gw.client.read_holding_registers(0xFC00, count=2, device_id=1)
+    assert not serial.isError(), serial
+    assert (serial.registers[0] << 16) | serial.registers[1] == 12000001
+    expected = sdm_expected(gw.twin)
+    for address in (0x48, 0x4A, 0x46, 0x0C, 0x06, 0x00, 0x1E):
+        await asyncio.sleep(0.1)  # openWB's pace between requests
+        (value,) = await gw.input_floats(address, 2)
+        check_block(address, [value], expected)
+    assert (await gw.input_floats(0x46, 2)) == [50.0]
+    settings = await gw.client.read_holding_registers(0x0014, count=2, device_id=1)
+    assert floats(settings.registers) == [1.0]
+
+
+@pytest.mark.parametrize(("start", "count"), [(0x0000, 80), (0x0054, 12), (0x0102, 8), (0x0156, 4)])
+async def test_sdm120_block_reads_agree_with_the_twin(
+    serve: Callable[[str, str], Awaitable[Served]], start: int, count: int
+) -> None:
+    gw = await sdm_on_twin(serve)
+    values = await gw.input_floats(start, count)
+    assert len(values) == count // 2
+    check_block(start, values, sdm_expected(gw.twin))
+
+
+async def test_sdm120_through_mbpoll(serve: Callable[[str, str], Awaitable[Served]]) -> None:
+    gw = await sdm_on_twin(serve)
+    args = ("-m", "tcp", "-t", "3:float", "-B", "-r", "1", "-c", "10", "-1")
+    process = await asyncio.create_subprocess_exec(
+        "mbpoll",
+        *args,
+        "-p",
+        str(gw.service.tcp_port),
+        "127.0.0.1",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), TIMEOUT_S)
+    assert process.returncode == 0, stderr
+    found = re.findall(r"^\[(\d+)\]:\s+(\S+)", stdout.decode(), flags=re.MULTILINE)
+    values = {int(ref) - 1: float(text) for ref, text in found}  # mbpoll counts from 1
+    assert sorted(values) == list(range(0, 20, 2))
+    expected = sdm_expected(gw.twin)
+    for address, value in values.items():
+        assert value == pytest.approx(expected.get(address, 0.0), rel=1e-5), hex(address)
+
+
+# -- Tongou on the family B twin ---------------------------------------------------------
+
+
+async def tongou_on_twin(serve: Callable[[str, str], Awaitable[Served]], folder: Path) -> Served:
+    """The Tongou map, keep-alive every 0.3 s instead of 60, on a family B twin."""
+    text = TONGOU.read_text(encoding="utf-8")
+    assert "interval_s: 60}" in text
+    path = folder / "tongou.yaml"
+    path.write_text(text.replace("interval_s: 60}", "interval_s: 0.3}"), encoding="utf-8")
+    gw = await serve(str(path), "family_b")
+
+    async def served() -> bool:
+        reply = await gw.client.read_holding_registers(0, count=6, device_id=1)
+        return not reply.isError()
+
+    await eventually(served, "the thresholds served")
+    return gw
+
+
+async def write_code(gw: Served, address: int, value: int) -> int:
+    """0 when the write is confirmed, else the Modbus exception code."""
+    reply = await gw.client.write_register(address, value & 0xFFFF, device_id=1)
+    return int(reply.exception_code) if reply.isError() else 0
+
+
+@pytest.mark.parametrize(
+    ("address", "good", "bad", "protection", "limit"),
+    [
+        (0, 32, [0, 64], Protection.OVER_CURRENT, 32.0),
+        (1, 250, [244, 296], Protection.OVER_VOLTAGE, 250.0),
+        (2, 200, [144, 221], Protection.UNDER_VOLTAGE, 200.0),
+        (3, 35, [25, 37, 105], Protection.LEAKAGE, 35.0),
+        (4, -250, [-251, 1001], Protection.OVER_TEMPERATURE, -25.0),
+        (5, 2500, [0, 2505, 25010], Protection.OVER_POWER, 2500.0),
+    ],
+)
+async def test_tongou_thresholds_take_their_range_and_step(
+    serve: Callable[[str, str], Awaitable[Served]],
+    tmp_path: Path,
+    address: int,
+    good: int,
+    bad: list[int],
+    protection: Protection,
+    limit: float,
+) -> None:
+    gw = await tongou_on_twin(serve, tmp_path)
+    assert gw.twin.thresholds[protection].limit != limit
+    assert [await write_code(gw, address, value) for value in bad] == [0x03] * len(bad)
+    assert await write_code(gw, address, good) == 0
+    assert gw.twin.thresholds[protection].limit == pytest.approx(limit)
+    reply = await gw.client.read_holding_registers(address, count=1, device_id=1)
+    assert reply.registers == [good & 0xFFFF]
+
+
+async def test_tongou_measurements_actions_events_and_keepalive(
+    serve: Callable[[str, str], Awaitable[Served]], tmp_path: Path
+) -> None:
+    gw = await tongou_on_twin(serve, tmp_path)
+    twin = gw.twin
+
+    async def keepalive_seen() -> bool:
+        return any(dp.dpid == 109 and dp.value == 1 for _, dp in twin.dp_commands)
+
+    await eventually(keepalive_seen, "the DP 109 = online keep-alive")
+    assert twin.fast_reporting
+    reply = await gw.client.read_input_registers(0, count=8, device_id=1)
+    assert reply.registers[:4] == [2300, 1000, 0, 230]  # 230.0 V, 1.000 A, 230 W (noise 0)
+    assert reply.registers[6] == 0  # no leakage
+    assert reply.registers[7] == round(twin.temperature_c * 10)
+    assert await write_code(gw, 12, 1) == 0  # over-current action: alarm
+    assert twin.thresholds[Protection.OVER_CURRENT].trips is False
+    assert await write_code(gw, 12, 3) == 0x03  # no fourth label
+    assert not (await gw.client.write_coil(1, True, device_id=1)).isError()
+    reclose = twin.dp_value(112)
+    assert reclose is not None
+    assert reclose.value is True
+    assert not (await gw.client.write_coil(0, False, device_id=1)).isError()
+
+    async def remote_off_event() -> bool:
+        event = await gw.client.read_input_registers(8, count=1, device_id=1)
+        return not event.isError() and event.registers == [12]  # remote_off
+
+    await eventually(remote_off_event, "the last event register showing remote_off")

@@ -12,22 +12,26 @@ Exception codes, and when:
 - 0x02 ILLEGAL_DATA_ADDRESS: an address no point covers, or a write to a read-only point.
 - 0x03 ILLEGAL_DATA_VALUE: part of a multi-register point, out of range, off step, not 0/1.
 - 0x04 SERVER_DEVICE_FAILURE: the MCU confirmed a different value.
-- 0x06 SERVER_DEVICE_BUSY: the breaker motor was operated less than switch_interval_s ago.
+- 0x06 SERVER_DEVICE_BUSY: the breaker motor was operated less than switch_interval_s ago,
+  or another write to the motor's DP is still in flight (answered at once, never queued).
 - 0x0B GATEWAY_TARGET_NO_RESPONSE: stale source with the exception policy; link not READY;
-  no confirmation in time; no cached record list to modify.
+  no confirmation in time; no cached record list to modify; the write's window (which starts
+  when the request arrives) ran out, or nearly, while it waited for an earlier write.
+
+A write's deadline is fixed when the request arrives: waiting behind another write uses it up,
+only what is left is passed to the link, and a DP with less than half its window left is
+never sent (sent that late, the MCU could act after the client was told the write failed).
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from fractions import Fraction
 
-from gateway.codecs import confirms, encode_record_write, encode_scalar
+from gateway.codecs import confirms
 from gateway.datapoints import CacheSnapshot, DatapointCache
 from gateway.errors import (
     BusyError,
@@ -37,15 +41,17 @@ from gateway.errors import (
     WriteRejectedError,
 )
 from gateway.map_specs import DatapointSpec, DpSource, PointSpec, RegisterMap
-from gateway.point_values import StatusValues, read_source
+from gateway.point_values import StatusValues
 from gateway.protocol import DpValue
-from gateway.registers import decode_value, encode_value, nan_words
+from gateway.read_cache import Encoding, PointIndex, encode_point
 from gateway.tables import ExceptionCode, Table
+from gateway.write_plan import NoRecordListError, Pending, plan_write
 
 __all__ = ["BackendStats", "StatusValues", "UnitBackend", "WriteDp"]
 
 _LOGGER = logging.getLogger(__name__)
 _LINK_STATES = ("STOPPED", "CONNECTING", "HANDSHAKE", "READY", "DOWN")
+_MIN_WINDOW_SHARE = 0.5  # of a DP's confirmation window, left when it is sent
 
 WriteDp = Callable[[DpValue, float], Awaitable[DpValue]]
 
@@ -61,19 +67,11 @@ class BackendStats:
     writes_failed: int = 0
 
 
-@dataclasses.dataclass(slots=True)
-class _Pending:
-    """One DP a write will send, built from one or more points."""
-
-    spec: DatapointSpec
-    dp: DpValue | None = None
-    payload: bytes | None = None  # record lists: the list being modified
-    record_ids: tuple[int, ...] = ()
-    changes: list[tuple[str, object, object]] = dataclasses.field(default_factory=list)
+_STAT_NAMES = tuple(field.name for field in dataclasses.fields(BackendStats))
 
 
-class _NoRecordListError(Exception):
-    """The cache holds no record list to modify."""
+class _WindowEndedError(Exception):
+    """Too little of a write's window is left to send it."""
 
 
 class UnitBackend:
@@ -105,10 +103,8 @@ class UnitBackend:
         self._clock = clock
         self._last_motor: float | None = None
         self._write_lock = asyncio.Lock()
-        self._index = {
-            table: ([p.address for p in regmap.points(table)], regmap.points(table))
-            for table in Table
-        }
+        self._in_flight: dict[int, int] = {}  # dpid -> writes arrived and not yet answered
+        self._index = PointIndex(regmap)
 
     def count_request(self, exception: ExceptionCode | None) -> None:
         """Count one answered request (the server calls this)."""
@@ -126,65 +122,39 @@ class UnitBackend:
         }
         if self._status is not None:
             values.update(self._status())
-        values.update(dataclasses.asdict(self.stats))
+        stats = self.stats
+        values.update((name, getattr(stats, name)) for name in _STAT_NAMES)
         return values
-
-    def _covering(self, table: Table, address: int, count: int) -> list[PointSpec] | None:
-        """The points covering ``address .. address+count-1`` in order; None at a gap."""
-        starts, points = self._index[table]
-        found: list[PointSpec] = []
-        position = address
-        while position < address + count:
-            index = bisect.bisect_right(starts, position) - 1
-            if index < 0 or points[index].end <= position:
-                return None
-            found.append(points[index])
-            position = points[index].end
-        return found
 
     def read(self, table: Table, address: int, count: int) -> list[int] | ExceptionCode:
         """Bits (0/1) or register words from one cache snapshot."""
         if count < 1:
             return ExceptionCode.ILLEGAL_DATA_VALUE
-        points = self._covering(table, address, count)
-        if points is None:
+        slots = self._index.covering(table, address, count)
+        if slots is None:
             return ExceptionCode.ILLEGAL_DATA_ADDRESS
         snapshot = self.cache.snapshot()
-        status = self.status_values(snapshot)
+        status: StatusValues | None = None
+
+        def encode(point: PointSpec) -> Encoding:
+            return encode_point(point, self.regmap.datapoints, snapshot, status or {})
+
         words: list[int] = []
-        for point in points:
-            encoded = self._encode(point, snapshot, status)
+        for slot in slots:
+            if slot.inputs is None:
+                if status is None:
+                    status = self.status_values(snapshot)  # only when a point shows one
+                encoded, saturated = encode(slot.point)
+            else:
+                encoded, saturated = slot.encode(snapshot, encode)
             if isinstance(encoded, ExceptionCode):
                 return encoded
+            if saturated:
+                self.stats.register_saturations += 1
+                _LOGGER.debug("%s saturates %s", slot.point.name, slot.point.format)
             words.extend(encoded)
-        skip = address - points[0].address
+        skip = address - slots[0].point.address
         return words[skip : skip + count]
-
-    def _encode(
-        self, point: PointSpec, snapshot: CacheSnapshot, status: StatusValues
-    ) -> list[int] | ExceptionCode:
-        reading = read_source(point.source, self.regmap.datapoints, snapshot, status)
-        value = reading.value
-        if reading.stale or value is None:
-            if point.stale == "nan":
-                return list(nan_words(point.format, point.word_order))
-            if point.stale == "zero":
-                value = "" if point.format == "string" else Fraction(0)
-            elif point.stale == "exception" or value is None:
-                return ExceptionCode.GATEWAY_TARGET_NO_RESPONSE
-        if point.table.is_bits:
-            return [1 if value else 0]
-        encoded = encode_value(
-            value,
-            point.format,
-            scale=point.scale,
-            word_order=point.word_order,
-            registers=point.registers,
-        )
-        if encoded.saturated:
-            self.stats.register_saturations += 1
-            _LOGGER.debug("%s: %s saturates %s", point.name, value, point.format)
-        return list(encoded.words)
 
     async def write(
         self, table: Table, address: int, values: list[int], client: str
@@ -194,86 +164,127 @@ class UnitBackend:
             return ExceptionCode.ILLEGAL_FUNCTION
         if not values:
             return ExceptionCode.ILLEGAL_DATA_VALUE
-        points = self._covering(table, address, len(values))
+        slots = self._index.covering(table, address, len(values))
+        points = None if slots is None else [slot.point for slot in slots]
         if points is None or not all(point.writable for point in points):
             return ExceptionCode.ILLEGAL_DATA_ADDRESS
         if points[0].address != address or points[-1].end != address + len(values):
             return ExceptionCode.ILLEGAL_DATA_VALUE
-        async with self._write_lock:
-            return await self._write_locked(points, address, values, client)
+        specs = self._targets(points)
+        busy = self._busy(specs, client)
+        if busy is not None:
+            return busy
+        loop = asyncio.get_running_loop()
+        deadlines = {spec.dpid: loop.time() + self._window(spec) for spec in specs}
+        for spec in specs:
+            self._in_flight[spec.dpid] = self._in_flight.get(spec.dpid, 0) + 1
+        try:
+            return await self._write_in_turn(points, specs, address, values, client, deadlines)
+        finally:
+            for spec in specs:
+                self._in_flight[spec.dpid] -= 1
+                if not self._in_flight[spec.dpid]:
+                    del self._in_flight[spec.dpid]
+
+    def _targets(self, points: list[PointSpec]) -> list[DatapointSpec]:
+        """The DPs a write of ``points`` sends, in sending order."""
+        specs: dict[int, DatapointSpec] = {}
+        for point in points:
+            assert isinstance(point.source, DpSource)  # only datapoint sources are writable
+            spec = self.regmap.datapoints[point.source.datapoint]
+            specs.setdefault(spec.dpid, spec)
+        return list(specs.values())
+
+    def _busy(self, specs: list[DatapointSpec], client: str) -> ExceptionCode | None:
+        """0x06 at once for a motor write that could only be queued or is too soon."""
+        for spec in specs:
+            if not spec.motor:
+                continue
+            if spec.dpid in self._in_flight:
+                _LOGGER.info("write of %s by %s refused: another is in flight", spec.name, client)
+                return ExceptionCode.SERVER_DEVICE_BUSY
+            if self._motor_too_soon():
+                return ExceptionCode.SERVER_DEVICE_BUSY
+        return None
+
+    def _motor_too_soon(self) -> bool:
+        last = self._last_motor
+        return last is not None and self._clock() - last < self.switch_interval_s
+
+    def _window(self, spec: DatapointSpec) -> float:
+        return spec.confirm_timeout_s or self._confirm_timeout_s
+
+    async def _write_in_turn(
+        self,
+        points: list[PointSpec],
+        specs: list[DatapointSpec],
+        address: int,
+        values: list[int],
+        client: str,
+        deadlines: dict[int, float],
+    ) -> ExceptionCode | None:
+        """Wait for earlier writes, but never past the time this one could still be sent."""
+        latest = min(deadlines[s.dpid] - _MIN_WINDOW_SHARE * self._window(s) for s in specs)
+        try:
+            async with asyncio.timeout_at(latest):
+                await self._write_lock.acquire()
+        except TimeoutError:
+            _LOGGER.warning(
+                "write by %s not sent: its window ran out behind an earlier write", client
+            )
+            self.stats.writes_failed += 1
+            return ExceptionCode.GATEWAY_TARGET_NO_RESPONSE
+        try:
+            return await self._write_locked(points, address, values, client, deadlines)
+        finally:
+            self._write_lock.release()
 
     async def _write_locked(
-        self, points: list[PointSpec], address: int, values: list[int], client: str
+        self,
+        points: list[PointSpec],
+        address: int,
+        values: list[int],
+        client: str,
+        deadlines: dict[int, float],
     ) -> ExceptionCode | None:
         snapshot = self.cache.snapshot()
         try:
-            plan = self._plan(points, address, values, snapshot)
+            plan = plan_write(self.regmap.datapoints, points, address, values, snapshot)
         except WriteRejectedError as err:
             _LOGGER.info("write by %s refused: %s", client, err)
             return ExceptionCode.ILLEGAL_DATA_VALUE
-        except _NoRecordListError as err:
+        except NoRecordListError as err:
             _LOGGER.warning("write by %s refused: %s", client, err)
             return ExceptionCode.GATEWAY_TARGET_NO_RESPONSE
         previous_motor = self._last_motor
         if any(pending.spec.motor for pending in plan):
-            now = self._clock()
-            if previous_motor is not None and now - previous_motor < self.switch_interval_s:
+            if self._motor_too_soon():
                 return ExceptionCode.SERVER_DEVICE_BUSY
-            self._last_motor = now  # before the await: a concurrent write sees it
+            self._last_motor = self._clock()  # before the await: a concurrent write sees it
+        motor_sent = False
         for pending in plan:
             try:
-                code = await self._send(pending, client)
-            except LinkNotReadyError as err:
-                # Nothing was sent, so the motor did not move.
+                code = await self._send(pending, client, deadlines[pending.spec.dpid])
+            except (LinkNotReadyError, _WindowEndedError) as err:
                 _LOGGER.warning("write of %s by %s: %s", pending.spec.name, client, err)
-                self._last_motor = previous_motor
+                if not motor_sent:  # nothing was sent to the motor, so it did not move
+                    self._last_motor = previous_motor
                 code = ExceptionCode.GATEWAY_TARGET_NO_RESPONSE
+            motor_sent = motor_sent or pending.spec.motor
             if code is not None:
                 self.stats.writes_failed += 1
                 return code
             self.stats.writes_confirmed += 1
         return None
 
-    def _plan(
-        self, points: list[PointSpec], address: int, values: list[int], snapshot: CacheSnapshot
-    ) -> list[_Pending]:
-        plan: dict[int, _Pending] = {}
-        status = self.status_values(snapshot)
-        for point in points:
-            words = values[point.address - address : point.end - address]
-            if point.table.is_bits:
-                decoded = decode_value(words, "bool")
-            else:
-                decoded = decode_value(
-                    words, point.format, scale=point.scale, word_order=point.word_order
-                )
-            source = point.source
-            assert isinstance(source, DpSource)  # only datapoint sources are writable
-            spec = self.regmap.datapoints[source.datapoint]
-            pending = plan.setdefault(spec.dpid, _Pending(spec))
-            old = read_source(source, self.regmap.datapoints, snapshot, status).value
-            pending.changes.append((point.name, _show(old), _show(decoded)))
-            if source.kind == "value":
-                pending.dp = encode_scalar(spec, decoded)
-                continue
-            if pending.payload is None:
-                entry = snapshot.get(spec.dpid)
-                if entry is None:
-                    raise _NoRecordListError(
-                        f"{point.name}: dp{spec.dpid} has not reported its records"
-                    )
-                pending.payload = entry.raw
-            pending.payload = encode_record_write(spec, source, decoded, pending.payload)
-            pending.record_ids += (spec.records[str(source.member)].rid,)
-            pending.dp = DpValue.of_raw(spec.dpid, pending.payload)
-        return list(plan.values())
-
-    async def _send(self, pending: _Pending, client: str) -> ExceptionCode | None:
+    async def _send(self, pending: Pending, client: str, deadline: float) -> ExceptionCode | None:
         spec, dp = pending.spec, pending.dp
         assert dp is not None  # every pending DP got one point at least
-        timeout = spec.confirm_timeout_s or self._confirm_timeout_s
+        window = deadline - asyncio.get_running_loop().time()
+        if window < _MIN_WINDOW_SHARE * self._window(spec):
+            raise _WindowEndedError(f"not sent: {max(window, 0.0):.3f} s of its window left")
         try:
-            reported = await self._write_dp(dp, timeout)
+            reported = await self._write_dp(dp, window)
         except LinkNotReadyError:
             raise
         except LinkError as err:
@@ -300,10 +311,3 @@ class UnitBackend:
                 "write by %s, unit %s, point %s: %s -> %s", client, self.unit_id, name, old, new
             )
         return None
-
-
-def _show(value: object) -> object:
-    """Fractions logged as plain numbers."""
-    if isinstance(value, Fraction):
-        return int(value) if value.denominator == 1 else float(value)
-    return value

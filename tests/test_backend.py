@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from gateway.backend import StatusValues, UnitBackend
 from gateway.codecs import AlarmRecord, decode_records
 from gateway.datapoints import DatapointCache
 from gateway.errors import LinkNotReadyError
+from gateway.map_specs import RegisterMap
 from gateway.protocol import DpType, DpValue, FrameDecoder, decode_dps
 from gateway.register_map import load_map
 from gateway.tables import ExceptionCode, Table
@@ -43,20 +46,26 @@ class Clock:
 
 
 class BenchMcu:
-    """Answers writes like the breaker's MCU: a 0x07 report a moment later, or not."""
+    """Answers writes like the breaker's MCU: a 0x07 report ``delay`` s later, or not."""
 
     def __init__(self, cache: DatapointCache) -> None:
         self.cache = cache
         self.mode = "confirm"  # confirm | silent | differ | not_ready
+        self.delay = 0.001
         self.sent: list[tuple[DpValue, float]] = []
+        self.window_ends: list[float] = []  # loop time each command's window ends
         self.stored: dict[int, DpValue] = {}
+        self.commanded = asyncio.Event()  # set on every command
 
     async def write_dp(self, dp: DpValue, timeout: float) -> DpValue:  # noqa: ASYNC109 - the link's signature
         if self.mode == "not_ready":
             raise LinkNotReadyError("link is DOWN: nothing sent")
+        loop = asyncio.get_running_loop()
         self.sent.append((dp, timeout))
+        self.window_ends.append(loop.time() + timeout)
+        self.commanded.set()
         if self.mode != "silent":
-            asyncio.get_running_loop().call_later(0.001, self._report, dp)
+            loop.call_later(self.delay, self._report, dp)
         return await self.cache.wait_for_report(dp.dpid, timeout)
 
     def _report(self, dp: DpValue) -> None:
@@ -257,12 +266,30 @@ def test_saturation_is_counted_never_wrapped(derived: UnitBackend, cache: Datapo
     assert derived.stats.register_saturations == 2
 
 
+async def timed_write(
+    backend: UnitBackend, table: Table, address: int, values: list[int]
+) -> tuple[float, ExceptionCode | None, float]:
+    """Loop time before the request, its answer, and loop time after it."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    code = await backend.write(table, address, values, "c")
+    return start, code, loop.time()
+
+
+def assert_window(mcu: BenchMcu, index: int, window_s: float, start: float, end: float) -> None:
+    """Command ``index`` was given the window of a request that came between start and end."""
+    assert start + window_s - 1e-9 <= mcu.window_ends[index] <= end + window_s + 1e-9
+    assert mcu.sent[index][1] <= window_s
+
+
 async def test_switch_write_confirmed_and_logged(
     backend: UnitBackend, mcu: BenchMcu, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="gateway.backend")
+    start = asyncio.get_running_loop().time()
     assert await backend.write(Table.COIL, 0, [0], "10.0.0.7:5123") is None
-    assert mcu.sent == [(DpValue.of_bool(16, False), 5.0)]  # the DP's own confirm window
+    assert [dp for dp, _ in mcu.sent] == [DpValue.of_bool(16, False)]
+    assert_window(mcu, 0, 5.0, start, asyncio.get_running_loop().time())  # the DP's own window
     assert backend.read(Table.COIL, 0, 1) == [0]
     assert "write by 10.0.0.7:5123, unit 1, point switch: 1 -> 0" in caplog.text
     assert backend.stats.writes_confirmed == 1
@@ -302,9 +329,10 @@ async def test_link_not_ready(backend: UnitBackend, mcu: BenchMcu, clock: Clock)
 
 async def test_no_confirmation(backend: UnitBackend, mcu: BenchMcu) -> None:
     mcu.mode = "silent"
-    assert await backend.write(HR, 0, [40], "c") == NO_RESPONSE
+    start, code, end = await timed_write(backend, HR, 0, [40])
+    assert code == NO_RESPONSE
     assert len(mcu.sent) == 1
-    assert mcu.sent[0][1] == 0.2
+    assert_window(mcu, 0, 0.2, start, end)
     assert backend.stats.writes_failed == 1
 
 
@@ -380,7 +408,9 @@ async def test_record_write_needs_a_cached_list(mcu: BenchMcu, clock: Clock) -> 
 
 
 async def test_value_enum_and_float_writes(derived: UnitBackend, mcu: BenchMcu) -> None:
-    assert await derived.write(HR, 0, [63], "c") is None
+    start, code, end = await timed_write(derived, HR, 0, [63])
+    assert code is None
+    assert_window(mcu, 0, 0.5, start, end)  # the map's tuya.confirm_timeout_s
     assert await derived.write(HR, 1, [0xFFFB], "c") is None  # int16 -5 ×10: -0.5 °C
     assert await derived.write(HR, 1, [3], "c") == ExceptionCode.ILLEGAL_DATA_VALUE  # off step
     assert await derived.write(HR, 1, [1001], "c") == ExceptionCode.ILLEGAL_DATA_VALUE
@@ -400,10 +430,128 @@ async def test_value_enum_and_float_writes(derived: UnitBackend, mcu: BenchMcu) 
         DpValue.of_enum(3, 2),
         DpValue.of_value(114, 12),
     ]
-    assert mcu.sent[0][1] == 0.5  # the map's tuya.confirm_timeout_s
 
 
 def test_identification(backend: UnitBackend) -> None:
     assert backend.identification[0] == "tuya-modbus-gateway"
     assert backend.identification[1] == "AT-Q-SMR1-20"
     assert backend.identification[5] == "AT-Q-SMR1-20 / ZMB9-W-1P"
+
+
+async def _commands(mcu: BenchMcu, count: int) -> None:
+    """Wait until the MCU has been sent ``count`` commands."""
+    async with asyncio.timeout(5.0):
+        while len(mcu.sent) < count:
+            mcu.commanded.clear()
+            await mcu.commanded.wait()
+
+
+BUSY = ExceptionCode.SERVER_DEVICE_BUSY
+
+
+async def test_writes_queued_behind_a_silent_one_are_never_sent_late(
+    cache: DatapointCache, mcu: BenchMcu, clock: Clock
+) -> None:
+    backend = UnitBackend(DEFAULT_MAP, cache, mcu.write_dp, clock=clock, confirm_timeout_s=0.6)
+    mcu.mode = "silent"
+    first = asyncio.create_task(timed_write(backend, HR, 0, [40]))  # dp18
+    await _commands(mcu, 1)
+    # both queue behind the first, which holds the writer for its whole window
+    queued = await asyncio.gather(
+        timed_write(backend, HR, 3, [40]), timed_write(backend, HR, 1, [260])
+    )
+    start, code, end = await first
+    assert [code, *(c for _, c, _ in queued)] == [NO_RESPONSE] * 3
+    assert [dp.dpid for dp, _ in mcu.sent] == [18]  # only the first reached the MCU
+    assert_window(mcu, 0, 0.6, start, end)
+    assert backend.stats.writes_failed == 3
+    assert backend._in_flight == {}
+
+
+async def test_a_queued_write_gets_only_what_is_left_of_its_window(
+    cache: DatapointCache, mcu: BenchMcu, clock: Clock
+) -> None:
+    backend = UnitBackend(DEFAULT_MAP, cache, mcu.write_dp, clock=clock, confirm_timeout_s=0.6)
+    mcu.delay = 0.1  # a slow MCU: each report comes 0.1 s after its command
+    first = asyncio.create_task(timed_write(backend, HR, 0, [40]))
+    await _commands(mcu, 1)
+    start, code, end = await timed_write(backend, HR, 3, [40])  # dp17, queued behind dp18
+    assert (await first)[1] is None
+    assert code is None
+    assert [dp.dpid for dp, _ in mcu.sent] == [18, 17]
+    assert_window(mcu, 1, 0.6, start, end)  # its window ends 0.6 s after its request...
+    assert mcu.sent[1][1] < 0.6  # ...so the time spent queued is not given back
+
+
+async def test_block_write_stops_when_too_little_window_is_left(
+    cache: DatapointCache, mcu: BenchMcu, clock: Clock
+) -> None:
+    backend = UnitBackend(DEFAULT_MAP, cache, mcu.write_dp, clock=clock, confirm_timeout_s=0.6)
+    mcu.delay = 0.4  # dp18 confirmed 0.4 s in: dp17 would have under half its window
+    assert await backend.write(HR, 0, [50, 260, 180, 40], "c") == NO_RESPONSE
+    assert [dp.dpid for dp, _ in mcu.sent] == [18]
+    assert (backend.stats.writes_confirmed, backend.stats.writes_failed) == (1, 1)
+
+
+async def test_switch_write_while_one_is_in_flight_is_busy_at_once(
+    backend: UnitBackend, mcu: BenchMcu, cache: DatapointCache, clock: Clock
+) -> None:
+    mcu.mode = "silent"
+    first = asyncio.create_task(backend.write(Table.COIL, 0, [0], "a"))
+    await _commands(mcu, 1)
+    clock.now += 3.0  # past the switch interval: only the write in flight holds this back
+    assert await backend.write(Table.COIL, 0, [1], "b") == BUSY
+    assert not first.done()  # answered at once, not queued behind the first
+    cache.update(DpValue.of_bool(16, False))  # the MCU confirms the first
+    assert await first is None
+    assert [dp for dp, _ in mcu.sent] == [DpValue.of_bool(16, False)]
+    assert backend._in_flight == {}
+
+
+async def test_switch_write_queued_behind_a_threshold_write(
+    backend: UnitBackend, mcu: BenchMcu
+) -> None:
+    mcu.delay = 0.05
+    first = asyncio.create_task(timed_write(backend, HR, 0, [40]))
+    await _commands(mcu, 1)
+    start, code, end = await timed_write(backend, Table.COIL, 0, [0])
+    assert (await first)[1] is None
+    assert code is None
+    assert [dp.dpid for dp, _ in mcu.sent] == [18, 16]
+    assert_window(mcu, 1, 5.0, start, end)
+    assert mcu.sent[1][1] < 5.0
+
+
+def _every_read(backend: UnitBackend) -> list[object]:
+    reads: list[object] = []
+    for table in Table:
+        points = backend.regmap.points(table)
+        for point in points:
+            reads.append(backend.read(table, point.address, point.count))
+        if points:
+            reads.append(backend.read(table, points[0].address, points[-1].end))
+    return reads
+
+
+@pytest.mark.parametrize("regmap", [DEFAULT_MAP, DERIVED_MAP], ids=["default", "derived"])
+def test_memoised_reads_equal_fresh_ones(
+    regmap: RegisterMap, cache: DatapointCache, mcu: BenchMcu, clock: Clock
+) -> None:
+    backend = UnitBackend(regmap, cache, mcu.write_dp, clock=clock)
+    steps: list[Callable[[], object]] = [
+        lambda: None,
+        lambda: cache.update(DpValue.of_raw(6, bytes.fromhex("0917 000100 000200"))),
+        lambda: cache.set_link_state("DOWN"),
+        lambda: cache.set_link_state("READY"),
+        lambda: setattr(clock, "now", clock.now + 100),  # past every max_age
+        lambda: cache.update(DpValue.of_bitmap(9, 1 << 3, 4)),
+        lambda: cache.update(DpValue.of_value(2, 70000)),  # saturates
+        lambda: cache.update(DpValue.of_raw(6, bytes.fromhex("0916 000001 7FFFFF"))),
+    ]
+    for step in steps:
+        step()
+        _every_read(backend)  # fills the memo
+        fresh = UnitBackend(regmap, cache, mcu.write_dp, clock=clock)
+        fresh.stats = dataclasses.replace(backend.stats)
+        assert _every_read(backend) == _every_read(fresh)
+        assert backend.stats == fresh.stats  # saturations counted on every read, memo or not

@@ -9,8 +9,6 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-import pytest
-
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench_soak.py"
 SOAK_S = 12.0
 
@@ -59,12 +57,6 @@ async def test_late_commands_check_catches_a_late_switch(tmp_path: Path) -> None
         await service.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="UnitBackend.write queues a second switch write behind the first on _write_lock;"
-    " its confirmation window starts only when the lock is taken, so its resend can reach"
-    " the UART after the window measured from the Modbus request",
-)
 async def test_switch_write_queued_behind_another_is_never_sent_late(tmp_path: Path) -> None:
     service = await bench.start_service(bench.soak_map(tmp_path))
     try:

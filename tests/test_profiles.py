@@ -265,6 +265,11 @@ async def serve() -> AsyncIterator[Callable[[str, str], Awaitable[Served]]]:
         served = Served(service, client)
         started.append(served)
         assert await client.connect()
+
+        async def twin_made() -> bool:
+            return service.units[1].link.twin is not None
+
+        await eventually(twin_made, "the sim link's twin")
         return served
 
     yield starter

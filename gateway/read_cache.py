@@ -34,7 +34,7 @@ Encoding = tuple[tuple[int, ...] | ExceptionCode, bool]  # words or exception, s
 
 # Derived operations whose result depends on their inputs' values and staleness only. An
 # operation added elsewhere is encoded on every request until it is listed here.
-_PURE_OPS = frozenset({"mul", "sum", "sub", "div"})
+_PURE_OPS = frozenset({"mul", "sum", "sub", "div", "sqrt", "acos_deg"})
 _MEMO_LIMIT = 4096  # distinct (table, address, count) requests remembered
 
 

@@ -533,7 +533,14 @@ def _every_read(backend: UnitBackend) -> list[object]:
     return reads
 
 
-@pytest.mark.parametrize("regmap", [DEFAULT_MAP, DERIVED_MAP], ids=["default", "derived"])
+PROFILE_MAPS = sorted((ROOT / "maps").glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "regmap",
+    [DEFAULT_MAP, DERIVED_MAP, *(load_map(path) for path in PROFILE_MAPS)],
+    ids=["default", "derived", *(path.stem for path in PROFILE_MAPS)],
+)
 def test_memoised_reads_equal_fresh_ones(
     regmap: RegisterMap, cache: DatapointCache, mcu: BenchMcu, clock: Clock
 ) -> None:

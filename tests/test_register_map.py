@@ -341,7 +341,9 @@ def test_json_schema_is_valid_and_agrees_with_the_loader() -> None:
     messages = [e.message for e in validator.iter_errors(broken)]
     assert any("flaot32" in m for m in messages)
     assert any("vendr" in m for m in messages)
-    point = schema["$defs"]["source"]
-    assert len(point["anyOf"]) == 7
+    kinds = schema["$defs"]["source"]["anyOf"]
+    operations = {name for kind in kinds for name in kind.get("properties", {})}
+    assert operations == {"constant", "mul", "sum", "sub", "div", "sqrt", "acos_deg"}
+    assert {kind["type"] for kind in kinds} == {"string", "number", "object"}
     formats = schema["properties"]["input_registers"]["items"]["properties"]["format"]["enum"]
     assert "float64" in formats

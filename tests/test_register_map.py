@@ -342,7 +342,7 @@ def test_json_schema_is_valid_and_agrees_with_the_loader() -> None:
     assert any("flaot32" in m for m in messages)
     assert any("vendr" in m for m in messages)
     kinds = schema["$defs"]["source"]["anyOf"]
-    operations = {name for kind in kinds for name in kind.get("properties", {})}
+    operations = {name for kind in kinds for name in kind.get("required", [])}
     assert operations == {"constant", "mul", "sum", "sub", "div", "sqrt", "acos_deg"}
     assert {kind["type"] for kind in kinds} == {"string", "number", "object"}
     formats = schema["properties"]["input_registers"]["items"]["properties"]["format"]["enum"]

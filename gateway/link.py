@@ -39,6 +39,11 @@ __all__ = ["LinkConfig", "LinkState", "LinkStats", "LinkTimings", "McuLink"]
 _LOGGER = logging.getLogger(__name__)
 
 
+# A breaker that only reports while told it is watched should hear so right after a
+# (re)handshake, not one keep-alive interval later.
+_KEEPALIVE_READY_POLL_S = 1.0
+
+
 class LinkState(enum.Enum):
     """Where the link is: STOPPED, CONNECTING, HANDSHAKE, READY or DOWN."""
 
@@ -375,11 +380,13 @@ class McuLink:
             self._spawn(self._keepalive(dp, interval_s))
 
     async def _keepalive(self, dp: DpValue, interval_s: float) -> None:
+        """Write ``dp`` as soon as the link is READY, then every ``interval_s`` while READY."""
         while True:
-            await asyncio.sleep(interval_s)
             if self.state is not LinkState.READY:
+                await asyncio.sleep(min(interval_s, _KEEPALIVE_READY_POLL_S))
                 continue
             try:
                 await self._writes.send_unconfirmed(dp)
             except GatewayError as err:
                 _LOGGER.debug("link: keepalive %s skipped: %s", dp.describe(), err)
+            await asyncio.sleep(interval_s)

@@ -296,6 +296,15 @@ async def test_keepalive_writes_while_ready(make_link: MakeLink, peer_end: PeerE
     }
 
 
+async def test_keepalive_is_sent_once_right_after_ready(
+    make_link: MakeLink, peer_end: PeerEnd
+) -> None:
+    link = await ready_link(make_link, peer_end)
+    link.add_keepalive(DpValue.of_enum(109, 1), 3600.0)
+    await eventually(lambda: len(peer_end.peer.frames(Command.DP_COMMAND)) == 1)
+    assert peer_end.peer.frames(Command.DP_COMMAND)[0].data == DpValue.of_enum(109, 1).encode()
+
+
 # -- opening -----------------------------------------------------------------------------------
 async def test_missing_port_keeps_retrying_until_stopped(
     make_link: MakeLink, tmp_path: Path

@@ -363,6 +363,8 @@ def json_schema(spec: Node) -> dict[str, Any]:
             schema["maximum"] = spec.maximum
     elif isinstance(spec, Num):
         schema = {"type": "number"}
+        if spec.minimum is not None:
+            schema["minimum"] = spec.minimum
         if spec.exclusive_minimum is not None:
             schema["exclusiveMinimum"] = spec.exclusive_minimum
     elif isinstance(spec, Bool):

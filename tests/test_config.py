@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import load_config
+from gateway.config import CONFIG_SCHEMA, load_config
 from gateway.errors import ConfigError
+from gateway.yaml_schema import json_schema
 
 
 def test_negative_durations_are_rejected_with_their_lines(tmp_path: Path) -> None:
@@ -41,3 +42,9 @@ def test_zero_durations_are_accepted(tmp_path: Path) -> None:
     config = load_config(str(path))
     assert config.policy.switch_interval_s == 0
     assert [device.unit for device in config.devices] == [3]
+
+
+def test_json_schema_of_the_config_carries_the_minimums() -> None:
+    schema = json_schema(CONFIG_SCHEMA)
+    policy = schema["properties"]["write_policy"]["properties"]
+    assert policy["switch_interval_s"] == {"type": "number", "minimum": 0}

@@ -15,24 +15,16 @@ import tty
 from collections.abc import AsyncIterator
 
 import pytest
+from conftest import FAST_TIMINGS
 from pymodbus.client import AsyncModbusTcpClient
 
 from gateway.config import DeviceConfig, GatewayConfig
-from gateway.handshake import LinkTimings
 from gateway.modbus_rtu import crc16
 from gateway.modbus_server import RtuListener, TcpListener
 from gateway.service import GatewayService
 from gateway.tables import Table
 
 TWIN = "sim://family_a?report_interval=0&seed=4"  # values only change when asked: stable
-FAST = LinkTimings(
-    probe_interval_s=0.1,
-    reply_timeout_s=1.0,
-    notice_wait_s=0.05,
-    query_quiet_s=0.1,
-    query_max_s=2.0,
-    line_idle_s=0.02,
-)
 WAIT_S = 15.0
 
 
@@ -49,7 +41,7 @@ async def start(tcp: TcpListener | None, rtu_port: str | None = None) -> Gateway
     listener = RtuListener(rtu_port) if rtu_port else None
     service = GatewayService(GatewayConfig((DeviceConfig(1, TWIN),), tcp, listener))
     link = service.units[1].link
-    link.config = dataclasses.replace(link.config, timings=FAST)
+    link.config = dataclasses.replace(link.config, timings=FAST_TIMINGS)
     await service.start()
     await link.wait_ready(WAIT_S)
     return service

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.util
 import logging
-import os
 import random
 import socket
 import struct
 import sys
-import tty
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 from pymodbus.server import ModbusTcpServer
+from serial_line import PtyMaster
 from test_modbus_server import MemoryBackend, adu, raw_exchange, read_adu, start_rtu, start_tcp
 
 from gateway.modbus_rtu import crc16
@@ -316,50 +314,6 @@ async def test_differential_silence_on_bad_protocol_id(pymodbus_port: int) -> No
 
 def rtu(frame: bytes) -> bytes:
     return frame + crc16(frame).to_bytes(2, "little")
-
-
-class PtyMaster:
-    """The bus side of a pseudo-terminal: what a Modbus master would write and read."""
-
-    def __init__(self) -> None:
-        self.fd, slave = os.openpty()
-        tty.setraw(slave)
-        self.path = os.ttyname(slave)
-        self._slave = slave
-        os.set_blocking(self.fd, False)
-        self._data = bytearray()
-        self._event = asyncio.Event()
-        asyncio.get_running_loop().add_reader(self.fd, self._readable)
-
-    def _readable(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
-            self._data += os.read(self.fd, 4096)
-            self._event.set()
-
-    def write(self, data: bytes) -> None:
-        os.write(self.fd, data)
-
-    async def read(self, size: int, wait_s: float = 5.0) -> bytes:
-        async with asyncio.timeout(wait_s):
-            while len(self._data) < size:
-                self._event.clear()
-                await self._event.wait()
-        out = bytes(self._data[:size])
-        del self._data[:size]
-        return out
-
-    async def first_answer(self, request: bytes, size: int) -> bytes:
-        """Send until something comes back (the line must go idle first); the first answer."""
-        for _ in range(50):
-            self.write(request)
-            with contextlib.suppress(TimeoutError):
-                return await self.read(size, wait_s=0.2)
-        raise AssertionError("no answer")
-
-    def close(self) -> None:
-        asyncio.get_running_loop().remove_reader(self.fd)
-        os.close(self.fd)
-        os.close(self._slave)
 
 
 @pytest.fixture

@@ -8,15 +8,14 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import random
 import struct
-import tty
 from collections.abc import AsyncIterator
 
 import pytest
 from conftest import FAST_TIMINGS
 from pymodbus.client import AsyncModbusTcpClient
+from serial_line import PtyMaster
 
 from gateway.config import DeviceConfig, GatewayConfig
 from gateway.modbus_rtu import crc16
@@ -65,55 +64,11 @@ def assert_no_errors(caplog: pytest.LogCaptureFixture) -> None:
 
 
 # --- RTU over a real pty --------------------------------------------------------------------
-class Bus:
-    """The master's side of a raw pty pair."""
-
-    def __init__(self) -> None:
-        self.fd, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        self.path = os.ttyname(self._slave)
-        os.set_blocking(self.fd, False)
-        self._data = bytearray()
-        self._event = asyncio.Event()
-        asyncio.get_running_loop().add_reader(self.fd, self._readable)
-
-    def _readable(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
-            self._data += os.read(self.fd, 4096)
-            self._event.set()
-
-    def write(self, data: bytes) -> None:
-        os.write(self.fd, data)
-
-    async def read(self, size: int, wait_s: float) -> bytes:
-        async with asyncio.timeout(wait_s):
-            while len(self._data) < size:
-                self._event.clear()
-                await self._event.wait()
-        out = bytes(self._data[:size])
-        del self._data[:size]
-        return out
-
-    async def first_answer(self, request: bytes, size: int) -> bytes:
-        """Repeat ``request`` until an answer comes (a discarding receiver waits for idle)."""
-        for _ in range(50):
-            self.write(request)
-            with contextlib.suppress(TimeoutError):
-                return await self.read(size, 0.3)
-        raise AssertionError("no answer")
-
-    def pending(self) -> bytes:
-        return bytes(self._data)
-
-    def close(self) -> None:
-        asyncio.get_running_loop().remove_reader(self.fd)
-        os.close(self.fd)
-        os.close(self._slave)
 
 
 @pytest.fixture
-async def rtu_service() -> AsyncIterator[tuple[GatewayService, Bus]]:
-    bus = Bus()
+async def rtu_service() -> AsyncIterator[tuple[GatewayService, PtyMaster]]:
+    bus = PtyMaster()
     service = await start(None, bus.path)
     yield service, bus
     await service.stop()
@@ -126,7 +81,7 @@ def ir_answer(service: GatewayService) -> bytes:
 
 
 async def test_rtu_bad_crc_dropped_next_request_answered(
-    rtu_service: tuple[GatewayService, Bus], caplog: pytest.LogCaptureFixture, clean_log: None
+    rtu_service: tuple[GatewayService, PtyMaster], caplog: pytest.LogCaptureFixture, clean_log: None
 ) -> None:
     service, bus = rtu_service
     for flip in (-1, -2, 3):
@@ -141,7 +96,7 @@ async def test_rtu_bad_crc_dropped_next_request_answered(
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_rtu_noise_between_frames(
-    rtu_service: tuple[GatewayService, Bus],
+    rtu_service: tuple[GatewayService, PtyMaster],
     caplog: pytest.LogCaptureFixture,
     clean_log: None,
     seed: int,

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pymodbus.client import AsyncModbusTcpClient
+from served import TIMEOUT_S, eventually, start_served
+from served import Served as ServedBase
 
 from gateway.config import DeviceConfig, GatewayConfig, WritePolicy
 from gateway.datapoints import DatapointCache
@@ -21,7 +22,6 @@ from gateway.map_specs import RegisterMap
 from gateway.modbus_server import TcpListener
 from gateway.point_values import read_source
 from gateway.register_map import load_map, map_json_schema, parse_map
-from gateway.service import GatewayService
 from gateway.simulator import McuTwin
 from gateway.tables import Table
 from gateway.twin_variants import Protection
@@ -30,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SDM120 = ROOT / "maps" / "sdm120.yaml"
 TONGOU = ROOT / "maps" / "tongou_tosmr1.yaml"
 MAPS = (ROOT / "register_map.yaml", SDM120, TONGOU)
-TIMEOUT_S = 15.0
 TWIN_OPTIONS = "noise=0&report_interval=1&motor_time=0.1"  # quiet 0.5 s ends the query
 
 
@@ -222,27 +221,8 @@ def test_fill_names_are_reserved() -> None:
 # -- served on the twin -----------------------------------------------------------------
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Wait until ``check()`` is true; fail after TIMEOUT_S."""
-    deadline = asyncio.get_running_loop().time() + TIMEOUT_S
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-class Served:
+class Served(ServedBase):
     """A GatewayService on one twin, and a pymodbus client connected to it."""
-
-    def __init__(self, service: GatewayService, client: AsyncModbusTcpClient) -> None:
-        self.service = service
-        self.client = client
-
-    @property
-    def twin(self) -> McuTwin:
-        twin = self.service.units[1].link.twin
-        assert twin is not None
-        return twin
 
     async def input_floats(self, address: int, count: int) -> list[float]:
         reply = await self.client.read_input_registers(address, count=count, device_id=1)
@@ -257,14 +237,9 @@ async def serve() -> AsyncIterator[Callable[[str, str], Awaitable[Served]]]:
     async def starter(map_path: str, variant: str) -> Served:
         device = DeviceConfig(1, f"sim://{variant}?{TWIN_OPTIONS}", map_path)
         policy = WritePolicy(switch_interval_s=0.1)
-        service = GatewayService(
-            GatewayConfig((device,), TcpListener("127.0.0.1", 0), None, policy)
-        )
-        await service.start()
-        client = AsyncModbusTcpClient("127.0.0.1", port=service.tcp_port, timeout=5)
-        served = Served(service, client)
-        started.append(served)
-        assert await client.connect()
+        cfg = GatewayConfig((device,), TcpListener("127.0.0.1", 0), None, policy)
+        served = await start_served(cfg, Served, started)
+        service = served.service
 
         async def twin_made() -> bool:
             return service.units[1].link.twin is not None
@@ -274,16 +249,15 @@ async def serve() -> AsyncIterator[Callable[[str, str], Awaitable[Served]]]:
 
     yield starter
     for served in started:
-        served.client.close()
-        await served.service.stop()
+        await served.stop()
 
 
 async def sdm_on_twin(serve: Callable[[str, str], Awaitable[Served]]) -> Served:
     """The SDM120 map on a family A twin at 231.2 V, 5 A, 1234.56 kWh, once all are served."""
     gw = await serve(str(SDM120), "family_a")
-    gw.twin.set_voltage(231.2)
-    gw.twin.set_load(5.0)
-    gw.twin.set_energy(1234.56)
+    gw.twin().set_voltage(231.2)
+    gw.twin().set_load(5.0)
+    gw.twin().set_energy(1234.56)
 
     async def settled() -> bool:
         reply = await gw.client.read_input_registers(0x0000, count=80, device_id=1)
@@ -341,7 +315,7 @@ async def test_sdm120_as_openwb_reads_it(serve: Callable[[str, str], Awaitable[S
     serial = await gw.client.read_holding_registers(0xFC00, count=2, device_id=1)
     assert not serial.isError(), serial
     assert (serial.registers[0] << 16) | serial.registers[1] == 12000001
-    expected = sdm_expected(gw.twin)
+    expected = sdm_expected(gw.twin())
     for address in (0x48, 0x4A, 0x46, 0x0C, 0x06, 0x00, 0x1E):
         await asyncio.sleep(0.1)  # openWB's pace between requests
         (value,) = await gw.input_floats(address, 2)
@@ -358,7 +332,7 @@ async def test_sdm120_block_reads_agree_with_the_twin(
     gw = await sdm_on_twin(serve)
     values = await gw.input_floats(start, count)
     assert len(values) == count // 2
-    check_block(start, values, sdm_expected(gw.twin))
+    check_block(start, values, sdm_expected(gw.twin()))
 
 
 async def test_sdm120_through_mbpoll(serve: Callable[[str, str], Awaitable[Served]]) -> None:
@@ -378,7 +352,7 @@ async def test_sdm120_through_mbpoll(serve: Callable[[str, str], Awaitable[Serve
     found = re.findall(r"^\[(\d+)\]:\s+(\S+)", stdout.decode(), flags=re.MULTILINE)
     values = {int(ref) - 1: float(text) for ref, text in found}  # mbpoll counts from 1
     assert sorted(values) == list(range(0, 20, 2))
-    expected = sdm_expected(gw.twin)
+    expected = sdm_expected(gw.twin())
     for address, value in values.items():
         assert value == pytest.approx(expected.get(address, 0.0), rel=1e-5), hex(address)
 
@@ -429,10 +403,10 @@ async def test_tongou_thresholds_take_their_range_and_step(
     limit: float,
 ) -> None:
     gw = await tongou_on_twin(serve, tmp_path)
-    assert gw.twin.thresholds[protection].limit != limit
+    assert gw.twin().thresholds[protection].limit != limit
     assert [await write_code(gw, address, value) for value in bad] == [0x03] * len(bad)
     assert await write_code(gw, address, good) == 0
-    assert gw.twin.thresholds[protection].limit == pytest.approx(limit)
+    assert gw.twin().thresholds[protection].limit == pytest.approx(limit)
     reply = await gw.client.read_holding_registers(address, count=1, device_id=1)
     assert reply.registers == [good & 0xFFFF]
 
@@ -441,7 +415,7 @@ async def test_tongou_measurements_actions_events_and_keepalive(
     serve: Callable[[str, str], Awaitable[Served]], tmp_path: Path
 ) -> None:
     gw = await tongou_on_twin(serve, tmp_path)
-    twin = gw.twin
+    twin = gw.twin()
 
     async def keepalive_seen() -> bool:
         return any(dp.dpid == 109 and dp.value == 1 for _, dp in twin.dp_commands)

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.pdu import ModbusPDU
+from served import TIMEOUT_S, Served, eventually, start_served
 
 from gateway.capture import read_capture
 from gateway.config import DeviceConfig, GatewayConfig, WritePolicy
@@ -18,12 +18,10 @@ from gateway.link import LinkState
 from gateway.modbus_server import TcpListener
 from gateway.register_map import load_map
 from gateway.service import GatewayService
-from gateway.simulator import McuTwin
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MAP = (ROOT / "register_map.yaml").read_text(encoding="utf-8")
 TWIN = "sim://family_a?report_interval=1&motor_time=0.1"  # quiet 0.5 s ends the query
-TIMEOUT_S = 15.0
 _POINTS = load_map(ROOT / "register_map.yaml")
 VOLTAGE = _POINTS.point("voltage").address  # input register, value × 10
 SWITCH = _POINTS.point("switch").address  # coil
@@ -55,26 +53,8 @@ def config(
     return GatewayConfig(devices, TcpListener("127.0.0.1", 0), None, policy)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Wait until ``check()`` is true; fail after TIMEOUT_S."""
-    deadline = asyncio.get_running_loop().time() + TIMEOUT_S
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-class Running:
-    """A started service and a connected pymodbus client."""
-
-    def __init__(self, service: GatewayService, client: AsyncModbusTcpClient) -> None:
-        self.service = service
-        self.client = client
-
-    def twin(self, unit: int = 1) -> McuTwin:
-        twin = self.service.units[unit].link.twin
-        assert twin is not None
-        return twin
+class Running(Served):
+    """A started service and a connected pymodbus client, reading the default map."""
 
     async def voltage(self, unit: int = 1) -> ModbusPDU:
         return await self.client.read_input_registers(VOLTAGE, count=1, device_id=unit)
@@ -91,18 +71,11 @@ async def start() -> AsyncIterator[Callable[[GatewayConfig], Awaitable[Running]]
     started: list[Running] = []
 
     async def starter(cfg: GatewayConfig) -> Running:
-        service = GatewayService(cfg)
-        await service.start()
-        client = AsyncModbusTcpClient("127.0.0.1", port=service.tcp_port, timeout=5)
-        running = Running(service, client)
-        started.append(running)
-        assert await client.connect()
-        return running
+        return await start_served(cfg, Running, started)
 
     yield starter
     for running in started:
-        running.client.close()
-        await running.service.stop()
+        await running.stop()
 
 
 async def test_reads_follow_the_twin_and_a_coil_moves_its_switch(

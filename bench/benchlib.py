@@ -13,29 +13,21 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from gateway.register_map import load_map
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN_DIR = ROOT / ".bench-bin"
 BUILD_SH = ROOT.parent / "shared" / "bench" / "build.sh"
 DEFAULT_MAP = ROOT / "register_map.yaml"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-# 14 fault bits turned into read-only coils 2-15, so FC1 x 16 reads one gap-free block
-_FAULT_BITS = (
-    "short_circuit",
-    "surge",
-    "overload",
-    "leakage",
-    "temperature",
-    "fire",
-    "high_power",
-    "self_test",
-    "over_current",
-    "unbalance",
-    "over_voltage",
-    "under_voltage",
-    "missing_phase",
-    "outage",
-)
+_FAULT_COILS = 14  # fault bits turned into read-only coils 2-15: FC1 x 16 is one block
+
+
+def _fault_bits() -> list[str]:
+    """The default map's fault bit names in bit order; the first ones become bench coils."""
+    bits = load_map(DEFAULT_MAP).datapoints["fault"].bits
+    return sorted(bits, key=bits.__getitem__)
 
 
 def tool(name: str) -> str:
@@ -55,7 +47,7 @@ def bench_map(directory: Path) -> Path:
     )
     coils = "".join(
         f"  - {{name: fault_coil_{i}, address: {i}, source: fault.{bit}}}\n"
-        for i, bit in enumerate(_FAULT_BITS, start=2)
+        for i, bit in enumerate(_fault_bits()[:_FAULT_COILS], start=2)
     )
     reg_anchor = "    description: breaker id, UTF-8, NUL-padded\n"
     extra = "  - {name: power_copy, address: 18, source: phase_a.power, format: uint32, unit: W}\n"

@@ -11,7 +11,6 @@ character), so the real-line ratio is estimated as (wire + measured) / wire.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import select
@@ -23,7 +22,7 @@ import tty
 from collections.abc import Iterator
 from pathlib import Path
 
-from benchlib import bench_map, gateway_args, median, modbus_load, server, table
+from benchlib import bench_map, gateway_args, median, modbus_load, runs_main, server
 
 BAUDS = (9600, 19200, 115200)
 COUNT = 20
@@ -137,12 +136,7 @@ def run(seconds: float, runs: int) -> list[list[object]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    print(f"RTU FC4 x {COUNT} over a pty pair, medians of {args.runs} runs of {args.seconds:g} s")
-    print(table(HEADERS, run(args.seconds, args.runs)))
+    runs_main(__doc__, f"RTU FC4 x {COUNT} over a pty pair", HEADERS, run)
 
 
 if __name__ == "__main__":

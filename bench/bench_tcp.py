@@ -8,7 +8,6 @@ The gateway serves bench_map() (the default map plus a gap-free 20-register / 16
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 import tempfile
@@ -20,8 +19,8 @@ from benchlib import (
     gateway_args,
     median,
     modbus_load,
+    runs_main,
     server,
-    table,
     tool,
     wait_ready_tcp,
 )
@@ -87,12 +86,7 @@ def _rows(samples: dict[tuple[str, int, str], list[dict[str, object]]]) -> list[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    print(f"TCP cached reads, medians of {args.runs} runs of {args.seconds:g} s")
-    print(table(HEADERS, run(args.seconds, args.runs)))
+    runs_main(__doc__, "TCP cached reads", HEADERS, run)
 
 
 if __name__ == "__main__":

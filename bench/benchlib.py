@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -10,7 +11,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from gateway.register_map import load_map
@@ -209,3 +210,18 @@ def fmt(value: object) -> str:
             return "-"
         return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
     return str(value)
+
+
+def runs_main(
+    doc: str | None,
+    what: str,
+    headers: Sequence[str],
+    run: Callable[[float, int], Sequence[Sequence[object]]],
+) -> None:
+    """Command line of a bench that reports medians of ``--runs`` runs of ``--seconds`` each."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    print(f"{what}, medians of {args.runs} runs of {args.seconds:g} s")
+    print(table(headers, run(args.seconds, args.runs)))

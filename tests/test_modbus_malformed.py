@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import random
 import socket
 import struct
-import sys
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-from types import ModuleType
 
 import pytest
+from bench_modules import load_bench
 from pymodbus.server import ModbusTcpServer
 from serial_line import PtyMaster
 from test_modbus_server import MemoryBackend, adu, raw_exchange, read_adu, start_rtu, start_tcp
@@ -205,17 +202,6 @@ async def test_every_well_framed_adu_gets_one_answer_in_order(
 # --- differential: our server vs a bare pymodbus 3.16 server on the same data ---------------
 
 
-def _load_bench() -> ModuleType:
-    path = Path(__file__).resolve().parent.parent / "bench" / "bench_bare_pymodbus.py"
-    spec = importlib.util.spec_from_file_location("bench_bare_pymodbus", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -224,7 +210,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 async def pymodbus_port() -> AsyncIterator[int]:
-    bench = _load_bench()
+    bench = load_bench("bench_bare_pymodbus")
     port = _free_port()
     server = ModbusTcpServer(bench.build_device(), address=("127.0.0.1", port))
     await server.serve_forever(background=True)
@@ -267,7 +253,7 @@ async def test_differential_against_bare_pymodbus(pymodbus_port: int) -> None:
     answers ``80 01``; we answer the spec's ``FC|0x80`` with 0x01 (unknown function) or
     0x03 (quantity / length). Coil tables are 1008 long: pymodbus pads bits to 16.
     """
-    bench = _load_bench()
+    bench = load_bench("bench_bare_pymodbus")
     backend = MemoryBackend(0, size=bench.TABLE_SIZE, bit_size=1008)
     assert backend.tables[Table.HOLDING_REGISTER][:50] == [
         bench.register_value(2, a) for a in range(50)

@@ -5,30 +5,13 @@ The seeded run is the short form of bench/bench_decoder_long.py (same cases, 20,
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
+from bench_modules import load_bench
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.protocol import HEADER, MAX_DATA_LEN, Frame, FrameDecoder
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench_decoder_long.py"
-
-
-def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_decoder_long", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look the module up while building Case
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_bench("bench_decoder_long")
 
 
 def feed(data: bytes, chunk: int, flush: bool = False) -> tuple[list[Frame], FrameDecoder]:

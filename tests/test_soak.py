@@ -4,28 +4,14 @@ case the long soak found."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench_soak.py"
+from bench_modules import load_bench
+
 SOAK_S = 12.0
 
 
-def _load_bench() -> ModuleType:
-    if str(BENCH.parent) not in sys.path:
-        sys.path.insert(0, str(BENCH.parent))  # bench_soak imports soak_parts
-    spec = importlib.util.spec_from_file_location("bench_soak", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look the module up while building classes
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_bench("bench_soak")
 
 
 async def test_short_soak_keeps_every_invariant() -> None:

@@ -11,11 +11,13 @@ Idle CPU is measured on a second gateway whose twins send nothing unasked
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from benchlib import (
@@ -62,41 +64,48 @@ def _sample_rss(pid: int, stop: threading.Event, peak: list[int]) -> None:
         peak.append(proc_status_kb(pid))
 
 
-def load_phase(seconds: float) -> dict[str, float]:
+@contextlib.contextmanager
+def ready_gateway(sim_options: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """A gateway on UNITS twins (``sim_options`` appended to each sim:// URL), every unit READY."""
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        config = write_config(Path(tmp), port, "")
+        config = write_config(Path(tmp), port, sim_options)
         with server(gateway_args("--config", str(config)), port) as gw:
             for unit in range(1, UNITS + 1):
                 wait_ready_tcp(port, unit)
-            rss_start = proc_status_kb(gw.pid)
-            cpu_start = cpu_seconds(gw.pid)
-            stop, rss = threading.Event(), [rss_start]
-            sampler = threading.Thread(target=_sample_rss, args=(gw.pid, stop, rss))
-            sampler.start()
-            loads = [
-                subprocess.Popen(
-                    [
-                        tool("modbus_load"),
-                        "127.0.0.1",
-                        str(port),
-                        str(unit),
-                        "4",
-                        "0",
-                        "20",
-                        str(CONNS_PER_UNIT),
-                        f"{seconds:g}",
-                    ],
-                    stdout=subprocess.PIPE,
-                    text=True,
-                )
-                for unit in range(1, UNITS + 1)
-            ]
-            outputs = [p.communicate(timeout=seconds + 60)[0] for p in loads]
-            cpu = cpu_seconds(gw.pid) - cpu_start
-            stop.set()
-            sampler.join()
-            rss_end = proc_status_kb(gw.pid)
+            yield gw, port
+
+
+def load_phase(seconds: float) -> dict[str, float]:
+    with ready_gateway("") as (gw, port):
+        rss_start = proc_status_kb(gw.pid)
+        cpu_start = cpu_seconds(gw.pid)
+        stop, rss = threading.Event(), [rss_start]
+        sampler = threading.Thread(target=_sample_rss, args=(gw.pid, stop, rss))
+        sampler.start()
+        loads = [
+            subprocess.Popen(
+                [
+                    tool("modbus_load"),
+                    "127.0.0.1",
+                    str(port),
+                    str(unit),
+                    "4",
+                    "0",
+                    "20",
+                    str(CONNS_PER_UNIT),
+                    f"{seconds:g}",
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for unit in range(1, UNITS + 1)
+        ]
+        outputs = [p.communicate(timeout=seconds + 60)[0] for p in loads]
+        cpu = cpu_seconds(gw.pid) - cpu_start
+        stop.set()
+        sampler.join()
+        rss_end = proc_status_kb(gw.pid)
 
     results = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
     ok = sum(r["ok"] for r in results)
@@ -115,18 +124,13 @@ def load_phase(seconds: float) -> dict[str, float]:
 
 
 def idle_phase(seconds: float) -> dict[str, float]:
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        config = write_config(Path(tmp), port, "&report_interval=0")
-        with server(gateway_args("--config", str(config)), port) as gw:
-            for unit in range(1, UNITS + 1):
-                wait_ready_tcp(port, unit)
-            time.sleep(1.0)  # let the handshakes' query-all answers settle
-            cpu_start, start = cpu_seconds(gw.pid), time.monotonic()
-            time.sleep(seconds)
-            cpu = cpu_seconds(gw.pid) - cpu_start
-            elapsed = time.monotonic() - start
-            rss = proc_status_kb(gw.pid)
+    with ready_gateway("&report_interval=0") as (gw, _port):
+        time.sleep(1.0)  # let the handshakes' query-all answers settle
+        cpu_start, start = cpu_seconds(gw.pid), time.monotonic()
+        time.sleep(seconds)
+        cpu = cpu_seconds(gw.pid) - cpu_start
+        elapsed = time.monotonic() - start
+        rss = proc_status_kb(gw.pid)
     return {"idle_cpu_pct": cpu / elapsed * 100, "idle_rss_mb": rss / 1024}
 
 

@@ -344,29 +344,26 @@ def check_yaml(
     return out
 
 
+def _given(schema: dict[str, Any], **keywords: Any) -> dict[str, Any]:
+    """``schema`` with every keyword whose value is not None."""
+    schema.update((key, value) for key, value in keywords.items() if value is not None)
+    return schema
+
+
 def json_schema(spec: Node) -> dict[str, Any]:
     """The JSON Schema of one node; :class:`Ref` s point into ``#/$defs``."""
     if isinstance(spec, Ref):
         return {"$ref": f"#/$defs/{spec.name}"}
     schema: dict[str, Any]
     if isinstance(spec, Str):
-        schema = {"type": "string"}
-        if spec.enum is not None:
-            schema["enum"] = list(spec.enum)
-        if spec.pattern is not None:
-            schema["pattern"] = spec.pattern
+        enum = list(spec.enum) if spec.enum is not None else None
+        schema = _given({"type": "string"}, enum=enum, pattern=spec.pattern)
     elif isinstance(spec, Int):
-        schema = {"type": "integer"}
-        if spec.minimum is not None:
-            schema["minimum"] = spec.minimum
-        if spec.maximum is not None:
-            schema["maximum"] = spec.maximum
+        schema = _given({"type": "integer"}, minimum=spec.minimum, maximum=spec.maximum)
     elif isinstance(spec, Num):
-        schema = {"type": "number"}
-        if spec.minimum is not None:
-            schema["minimum"] = spec.minimum
-        if spec.exclusive_minimum is not None:
-            schema["exclusiveMinimum"] = spec.exclusive_minimum
+        schema = _given(
+            {"type": "number"}, minimum=spec.minimum, exclusiveMinimum=spec.exclusive_minimum
+        )
     elif isinstance(spec, Bool):
         schema = {"type": "boolean"}
     elif isinstance(spec, ListOf):

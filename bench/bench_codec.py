@@ -13,8 +13,8 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 
-from gateway.link import LinkConfig, McuLink
-from gateway.protocol import Command, DpValue, Frame, FrameDecoder
+from gateway.tuya.link import LinkConfig, McuLink
+from gateway.tuya.protocol import Command, DpValue, Frame, FrameDecoder
 
 RUNS = 7
 FRAMES_PER_RUN = 20_000
@@ -70,7 +70,7 @@ async def handshake_s(url: str) -> float:
 
 
 async def handshake_over_pty(split_bytes: bool) -> float:
-    from gateway.simulator import McuTwin, close_pty, open_pty
+    from gateway.twin.endpoints import McuTwin, close_pty, open_pty
 
     twin = McuTwin("family_a", report_interval_s=0)
     twin.faults.split_bytes = split_bytes  # one byte per ~1.04 ms, as 9600 8N1 delivers them

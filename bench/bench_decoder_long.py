@@ -16,7 +16,7 @@ import dataclasses
 import random
 import time
 
-from gateway.protocol import HEADER, Frame, FrameDecoder
+from gateway.tuya.protocol import HEADER, Frame, FrameDecoder
 
 KINDS = ("random", "frames", "corrupted")
 

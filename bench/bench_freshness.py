@@ -28,7 +28,7 @@ from benchlib import ROOT, free_port, gateway_args, pct, recv_adu, server, table
 sys.path.insert(0, str(ROOT / "tests"))
 from mcu_peer import McuPeer, PtyPeer  # tests/ is on sys.path: not a package
 
-from gateway.protocol import Command, DpValue
+from gateway.tuya.protocol import Command, DpValue
 
 T = TypeVar("T")
 HEADERS = ("path", "samples", "p50 ms", "p99 ms", "max ms", "goal p99 ms")

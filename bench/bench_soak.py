@@ -41,9 +41,9 @@ from soak_parts import (
     summary,
 )
 
-from gateway.link import LinkState, McuLink
 from gateway.service import GatewayService, Unit
-from gateway.simulator import McuTwin
+from gateway.tuya.link import LinkState, McuLink
+from gateway.twin.endpoints import McuTwin
 
 __all__ = [
     "Modbus",

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from gateway.register_map import load_map
+from gateway.regmap.load import load_map
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN_DIR = ROOT / ".bench-bin"

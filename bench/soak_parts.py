@@ -9,11 +9,11 @@ import struct
 from pathlib import Path
 
 from gateway.config import DeviceConfig, GatewayConfig, WritePolicy
-from gateway.handshake import LinkTimings
-from gateway.modbus_server import TcpListener
-from gateway.protocol import DpValue
+from gateway.modbus.server import TcpListener
 from gateway.service import GatewayService
-from gateway.simulator import McuTwin
+from gateway.tuya.handshake import LinkTimings
+from gateway.tuya.protocol import DpValue
+from gateway.twin.endpoints import McuTwin
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIRM_S = 1.0

@@ -23,11 +23,11 @@ from gateway.config import (
     parse_host_port,
 )
 from gateway.errors import ConfigError, GatewayError
-from gateway.modbus_server import RtuListener, TcpListener
-from gateway.twin_variants import VARIANTS
+from gateway.modbus.server import RtuListener, TcpListener
+from gateway.twin.families import VARIANTS
 
 if TYPE_CHECKING:
-    from gateway.simulator import McuPeer
+    from gateway.twin.endpoints import McuPeer
 
 __all__ = ["build_parser", "main", "parse_listen", "run_until_signalled"]
 
@@ -179,7 +179,7 @@ def _add_simulate(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from gateway.simulator import TwinOptions, twin_from_options
+    from gateway.twin.endpoints import TwinOptions, twin_from_options
 
     options = TwinOptions(
         variant=args.variant,
@@ -209,7 +209,7 @@ async def serve_peer(
     listen: tuple[str, int] | None, factory: Callable[[], McuPeer], stop: asyncio.Event
 ) -> int:
     """Serve an MCU peer on TCP or a new pty, print the ``--link`` URL for it, run until stop."""
-    from gateway import simulator
+    from gateway.twin import endpoints as simulator
 
     if listen is None:
         path = simulator.open_pty(factory())
@@ -234,7 +234,7 @@ def _add_check(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from gateway.register_map import load_map
+    from gateway.regmap.load import load_map
 
     status = EXIT_OK
     for path in args.maps:
@@ -255,8 +255,8 @@ def _add_docs(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_docs(args: argparse.Namespace) -> int:
-    from gateway.map_docs import render_csv, render_markdown
-    from gateway.register_map import load_map
+    from gateway.regmap.docs import render_csv, render_markdown
+    from gateway.regmap.load import load_map
 
     register_map = load_map(args.map)
     render = render_csv if args.format == "csv" else render_markdown
@@ -265,7 +265,7 @@ def _cmd_docs(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from gateway.register_map import map_json_schema
+    from gateway.regmap.load import map_json_schema
 
     print(json.dumps(map_json_schema(), indent=2, sort_keys=False))
     return EXIT_OK

@@ -11,8 +11,8 @@ import os
 from typing import Any
 
 from gateway.errors import ConfigError
-from gateway.modbus_server import RtuListener, TcpListener
-from gateway.yaml_schema import Bool, Checked, Int, Key, ListOf, Num, Str, check_yaml, obj
+from gateway.modbus.server import RtuListener, TcpListener
+from gateway.regmap.yaml_schema import Bool, Checked, Int, Key, ListOf, Num, Str, check_yaml, obj
 
 __all__ = [
     "CONFIG_SCHEMA",

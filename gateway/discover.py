@@ -17,9 +17,9 @@ from typing import Any, TextIO
 
 import yaml
 
-from gateway.codecs import decode_records
-from gateway.protocol import DpType, DpValue, ProductInfo
-from gateway.twin_variants import VARIANTS, DpSpec, Role
+from gateway.tuya.protocol import DpType, DpValue, ProductInfo
+from gateway.twin.families import VARIANTS, DpSpec, Role
+from gateway.unit.dp_codecs import decode_records
 
 __all__ = ["SeenDp", "discover", "draft_map", "guess", "render_seen"]
 
@@ -220,7 +220,7 @@ async def discover(
     url: str, baud: int, listen_s: float, output: str | None, stop: asyncio.Event, out: TextIO
 ) -> int:
     """Handshake, query all, listen ``listen_s`` seconds, print and optionally write a draft."""
-    from gateway.link import LinkConfig, McuLink
+    from gateway.tuya.link import LinkConfig, McuLink
 
     seen: dict[int, SeenDp] = {}
 

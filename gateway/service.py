@@ -12,15 +12,15 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
-from gateway.backend import StatusValues, UnitBackend
 from gateway.config import DeviceConfig, GatewayConfig
-from gateway.datapoints import DatapointCache
 from gateway.errors import ConfigError
-from gateway.link import LinkConfig, LinkState, McuLink
-from gateway.map_specs import RegisterMap
-from gateway.modbus_server import ModbusService
-from gateway.modbus_server import UnitBackend as ServedUnit
-from gateway.register_map import load_map
+from gateway.modbus.server import ModbusService
+from gateway.modbus.server import UnitBackend as ServedUnit
+from gateway.regmap.load import load_map
+from gateway.regmap.specs import RegisterMap
+from gateway.tuya.link import LinkConfig, LinkState, McuLink
+from gateway.unit.backend import StatusValues, UnitBackend
+from gateway.unit.cache import DatapointCache
 
 __all__ = ["GatewayService", "Unit"]
 

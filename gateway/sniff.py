@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from gateway.capture import CaptureRecord, read_capture
-from gateway.protocol import Command, Frame, FrameDecoder
+from gateway.tuya.capture import CaptureRecord, read_capture
+from gateway.tuya.protocol import Command, Frame, FrameDecoder
 
 __all__ = ["ReplayPeer", "format_frame", "print_capture", "sniff_link", "sniff_passive"]
 
@@ -43,7 +43,7 @@ def print_capture(path: str, out: TextIO) -> None:
 
 async def sniff_link(url: str, baud: int, out: TextIO) -> None:
     """Run the handshake as the gateway on ``url`` and print every frame both ways."""
-    from gateway.link import LinkConfig, LinkState, McuLink
+    from gateway.tuya.link import LinkConfig, LinkState, McuLink
 
     link = McuLink(LinkConfig(url=url, baudrate=baud))
     started = time.monotonic()

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from mcu_peer import McuPeer, PtyPeer, TcpPeer
 
-from gateway.handshake import LinkTimings
-from gateway.link import LinkConfig, McuLink
-from gateway.protocol import DpValue
+from gateway.tuya.handshake import LinkTimings
+from gateway.tuya.link import LinkConfig, McuLink
+from gateway.tuya.protocol import DpValue
 
 # Spec timings scaled down so a handshake takes ~0.1 s; reply timeouts stay generous because
 # they only matter when something is wrong, and CI machines are busy.

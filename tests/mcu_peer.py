@@ -8,7 +8,7 @@ import os
 import tty
 from collections.abc import Callable
 
-from gateway.protocol import Command, DpValue, Frame, FrameDecoder, decode_dps
+from gateway.tuya.protocol import Command, DpValue, Frame, FrameDecoder, decode_dps
 
 __all__ = ["McuPeer", "PtyPeer", "TcpPeer", "eventually"]
 

@@ -10,7 +10,7 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from gateway.config import GatewayConfig
 from gateway.service import GatewayService
-from gateway.simulator import McuTwin
+from gateway.twin.endpoints import McuTwin
 
 __all__ = ["TIMEOUT_S", "Served", "eventually", "start_served"]
 

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway.backend import StatusValues, UnitBackend
-from gateway.codecs import AlarmRecord, decode_records
-from gateway.datapoints import DatapointCache
 from gateway.errors import LinkNotReadyError
-from gateway.map_specs import RegisterMap
-from gateway.protocol import DpType, DpValue, FrameDecoder, decode_dps
-from gateway.register_map import load_map
-from gateway.tables import ExceptionCode, Table
+from gateway.modbus.tables import ExceptionCode, Table
+from gateway.regmap.load import load_map
+from gateway.regmap.specs import RegisterMap
+from gateway.tuya.protocol import DpType, DpValue, FrameDecoder, decode_dps
+from gateway.unit.backend import StatusValues, UnitBackend
+from gateway.unit.cache import DatapointCache
+from gateway.unit.dp_codecs import AlarmRecord, decode_records
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MAP = load_map(ROOT / "register_map.yaml")
@@ -285,7 +285,7 @@ def assert_window(mcu: BenchMcu, index: int, window_s: float, start: float, end:
 async def test_switch_write_confirmed_and_logged(
     backend: UnitBackend, mcu: BenchMcu, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="gateway.backend")
+    caplog.set_level(logging.INFO, logger="gateway.unit.backend")
     start = asyncio.get_running_loop().time()
     assert await backend.write(Table.COIL, 0, [0], "10.0.0.7:5123") is None
     assert [dp for dp, _ in mcu.sent] == [DpValue.of_bool(16, False)]

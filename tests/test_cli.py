@@ -18,9 +18,9 @@ import tty
 from collections.abc import Iterator
 from pathlib import Path
 
-from gateway.capture import read_capture
-from gateway.modbus_server import TcpListener
-from gateway.protocol import Command, Frame, FrameDecoder, decode_dps
+from gateway.modbus.server import TcpListener
+from gateway.tuya.capture import read_capture
+from gateway.tuya.protocol import Command, Frame, FrameDecoder, decode_dps
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MAP = ROOT / "register_map.yaml"

@@ -7,7 +7,10 @@ from types import MappingProxyType
 
 import pytest
 
-from gateway.codecs import (
+from gateway.errors import WriteRejectedError
+from gateway.regmap.specs import DatapointSpec, DpSource, FieldSpec, RecordSpec
+from gateway.tuya.protocol import DpType, DpValue, Frame, FrameDecoder, decode_dps
+from gateway.unit.dp_codecs import (
     AlarmRecord,
     confirms,
     decode_records,
@@ -21,9 +24,6 @@ from gateway.codecs import (
     set_record,
     unscale,
 )
-from gateway.errors import WriteRejectedError
-from gateway.map_specs import DatapointSpec, DpSource, FieldSpec, RecordSpec
-from gateway.protocol import DpType, DpValue, Frame, FrameDecoder, decode_dps
 
 PHASE_A = DatapointSpec(
     "phase_a",

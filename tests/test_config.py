@@ -8,7 +8,7 @@ import pytest
 
 from gateway.config import CONFIG_SCHEMA, load_config
 from gateway.errors import ConfigError
-from gateway.yaml_schema import json_schema
+from gateway.regmap.yaml_schema import json_schema
 
 
 def test_negative_durations_are_rejected_with_their_lines(tmp_path: Path) -> None:

@@ -7,13 +7,13 @@ import enum
 
 import pytest
 
-from gateway.datapoints import DatapointCache
 from gateway.errors import McuTimeoutError
-from gateway.protocol import DpValue
+from gateway.tuya.protocol import DpValue
+from gateway.unit.cache import DatapointCache
 
 
 class FakeLinkState(enum.Enum):
-    """Stands in for gateway.link.LinkState: the cache matches READY by name."""
+    """Stands in for gateway.tuya.link.LinkState: the cache matches READY by name."""
 
     STOPPED = 1
     READY = 4

@@ -12,7 +12,6 @@ import pytest
 from conftest import PEER_DPS, PeerEnd, fast_config
 from mcu_peer import McuPeer, TcpPeer, eventually
 
-from gateway.capture import read_capture
 from gateway.errors import (
     ConfigError,
     LinkClosedError,
@@ -20,8 +19,9 @@ from gateway.errors import (
     LowPowerProtocolError,
     McuTimeoutError,
 )
-from gateway.link import LinkConfig, LinkState, McuLink
-from gateway.protocol import Command, DpValue, Frame, decode_local_time, encode_dps
+from gateway.tuya.capture import read_capture
+from gateway.tuya.link import LinkConfig, LinkState, McuLink
+from gateway.tuya.protocol import Command, DpValue, Frame, decode_local_time, encode_dps
 
 MakeLink = Callable[[LinkConfig], McuLink]
 READY_S = 10.0

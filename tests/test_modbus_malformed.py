@@ -15,9 +15,9 @@ from pymodbus.server import ModbusTcpServer
 from serial_line import PtyMaster
 from test_modbus_server import MemoryBackend, adu, raw_exchange, read_adu, start_rtu, start_tcp
 
-from gateway.modbus_rtu import crc16
-from gateway.modbus_server import ModbusService
-from gateway.tables import Table
+from gateway.modbus.rtu import crc16
+from gateway.modbus.server import ModbusService
+from gateway.modbus.tables import Table
 
 SENTINEL = adu(0x7777, 1, b"\x03\x00\x00\x00\x01")
 

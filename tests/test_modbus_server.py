@@ -20,10 +20,10 @@ from pymodbus.exceptions import ModbusIOException
 from pymodbus.pdu.diag_message import ReturnQueryDataResponse
 from pymodbus.pdu.mei_message import ReadDeviceInformationResponse
 
-from gateway import modbus_rtu
 from gateway.errors import ConfigError
-from gateway.modbus_server import ModbusService, RtuListener, TcpListener, UnitBackend
-from gateway.tables import ExceptionCode, Table
+from gateway.modbus import rtu as modbus_rtu
+from gateway.modbus.server import ModbusService, RtuListener, TcpListener, UnitBackend
+from gateway.modbus.tables import ExceptionCode, Table
 
 TABLE_SIZE = 1000
 

@@ -16,15 +16,15 @@ from served import TIMEOUT_S, eventually, start_served
 from served import Served as ServedBase
 
 from gateway.config import DeviceConfig, GatewayConfig, WritePolicy
-from gateway.datapoints import DatapointCache
 from gateway.errors import ConfigError
-from gateway.map_specs import RegisterMap
-from gateway.modbus_server import TcpListener
-from gateway.point_values import read_source
-from gateway.register_map import load_map, map_json_schema, parse_map
-from gateway.simulator import McuTwin
-from gateway.tables import Table
-from gateway.twin_variants import Protection
+from gateway.modbus.server import TcpListener
+from gateway.modbus.tables import Table
+from gateway.regmap.load import load_map, map_json_schema, parse_map
+from gateway.regmap.specs import RegisterMap
+from gateway.twin.endpoints import McuTwin
+from gateway.twin.families import Protection
+from gateway.unit.cache import DatapointCache
+from gateway.unit.values import read_source
 
 ROOT = Path(__file__).resolve().parents[1]
 SDM120 = ROOT / "maps" / "sdm120.yaml"

@@ -9,7 +9,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from gateway.errors import DpRecordError, ProtocolError
-from gateway.protocol import (
+from gateway.tuya.protocol import (
     Command,
     DpType,
     DpValue,

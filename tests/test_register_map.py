@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from gateway.errors import ConfigError
-from gateway.map_specs import ConstSource, DerivedSource, DpSource, StatusSource
-from gateway.protocol import DpType, DpValue
-from gateway.register_map import load_map, map_json_schema, parse_map
-from gateway.tables import Table
+from gateway.modbus.tables import Table
+from gateway.regmap.load import load_map, map_json_schema, parse_map
+from gateway.regmap.specs import ConstSource, DerivedSource, DpSource, StatusSource
+from gateway.tuya.protocol import DpType, DpValue
 
 ROOT = Path(__file__).resolve().parent.parent
 MAPS = Path(__file__).resolve().parent / "maps"

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.errors import WriteRejectedError
-from gateway.registers import (
+from gateway.regmap.registers import (
     FLOAT_FORMATS,
     FORMATS,
     INTEGER_FORMATS,

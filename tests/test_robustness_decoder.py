@@ -9,7 +9,7 @@ from bench_modules import load_bench
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.protocol import HEADER, MAX_DATA_LEN, Frame, FrameDecoder
+from gateway.tuya.protocol import HEADER, MAX_DATA_LEN, Frame, FrameDecoder
 
 bench = load_bench("bench_decoder_long")
 

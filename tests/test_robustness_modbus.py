@@ -18,10 +18,10 @@ from pymodbus.client import AsyncModbusTcpClient
 from serial_line import PtyMaster
 
 from gateway.config import DeviceConfig, GatewayConfig
-from gateway.modbus_rtu import crc16
-from gateway.modbus_server import RtuListener, TcpListener
+from gateway.modbus.rtu import crc16
+from gateway.modbus.server import RtuListener, TcpListener
+from gateway.modbus.tables import Table
 from gateway.service import GatewayService
-from gateway.tables import Table
 
 TWIN = "sim://family_a?report_interval=0&seed=4"  # values only change when asked: stable
 WAIT_S = 15.0

@@ -11,13 +11,13 @@ import pytest
 from pymodbus.pdu import ModbusPDU
 from served import TIMEOUT_S, Served, eventually, start_served
 
-from gateway.capture import read_capture
 from gateway.config import DeviceConfig, GatewayConfig, WritePolicy
 from gateway.errors import ConfigError
-from gateway.link import LinkState
-from gateway.modbus_server import TcpListener
-from gateway.register_map import load_map
+from gateway.modbus.server import TcpListener
+from gateway.regmap.load import load_map
 from gateway.service import GatewayService
+from gateway.tuya.capture import read_capture
+from gateway.tuya.link import LinkState
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MAP = (ROOT / "register_map.yaml").read_text(encoding="utf-8")

@@ -1,4 +1,4 @@
-"""The MCU twin, driven by frames from gateway.protocol over real transports."""
+"""The MCU twin, driven by frames from gateway.tuya.protocol over real transports."""
 
 from __future__ import annotations
 
@@ -10,10 +10,18 @@ import pytest
 import serial_asyncio_fast
 
 from gateway.errors import ConfigError
-from gateway.handshake import LinkTimings
-from gateway.link import LinkConfig, LinkState, McuLink
-from gateway.protocol import Command, DpType, DpValue, Frame, FrameDecoder, decode_dps, encode_dps
-from gateway.simulator import (
+from gateway.tuya.handshake import LinkTimings
+from gateway.tuya.link import LinkConfig, LinkState, McuLink
+from gateway.tuya.protocol import (
+    Command,
+    DpType,
+    DpValue,
+    Frame,
+    FrameDecoder,
+    decode_dps,
+    encode_dps,
+)
+from gateway.twin.endpoints import (
     McuTwin,
     PtyEndpoint,
     TwinOptions,
@@ -22,8 +30,8 @@ from gateway.simulator import (
     parse_sim_url,
     serve_tcp,
 )
-from gateway.twin_physics import AlarmRecord, decode_alarm_records, encode_alarm_records
-from gateway.twin_variants import FAMILY_A, FAMILY_B, Protection
+from gateway.twin.families import FAMILY_A, FAMILY_B, Protection
+from gateway.twin.physics import AlarmRecord, decode_alarm_records, encode_alarm_records
 
 TIMEOUT_S = 5.0
 FAST = "report_interval=0&motor_time=0.05&noise=0"
@@ -154,7 +162,7 @@ async def pty_pair(query: str = FAST, variant: str = "family_a") -> AsyncIterato
 
 
 def _twin(options: TwinOptions) -> McuTwin:
-    from gateway.simulator import twin_from_options
+    from gateway.twin.endpoints import twin_from_options
 
     return twin_from_options(options)
 

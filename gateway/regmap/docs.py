@@ -1,0 +1,84 @@
+"""A map's register table as CSV or Markdown (``tuya-modbus-gateway docs``)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+
+from gateway.modbus.tables import Table
+from gateway.regmap.registers import INTEGER_FORMATS
+from gateway.regmap.specs import DpSource, PointSpec, RegisterMap, StatusSource
+
+__all__ = ["COLUMNS", "render_csv", "render_markdown", "table_rows"]
+
+COLUMNS = (
+    "table",
+    "address",
+    "count",
+    "name",
+    "format",
+    "word_order",
+    "scale",
+    "unit",
+    "access",
+    "description",
+)
+
+
+def table_rows(register_map: RegisterMap) -> Iterator[tuple[str, ...]]:
+    """One row per point, tables in Modbus order, addresses 0-based and ascending."""
+    for table in Table:
+        for point in register_map.points(table):
+            yield (
+                table.value,
+                str(point.address),
+                str(point.count),
+                point.name,
+                point.format,
+                point.word_order if point.count > 1 and point.format != "string" else "",
+                str(point.scale) if point.format in INTEGER_FORMATS else "",
+                point.unit or _source_unit(register_map, point),
+                "rw" if point.writable else "r",
+                point.description or _source_text(register_map, point),
+            )
+
+
+def render_csv(register_map: RegisterMap) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    writer.writerows(table_rows(register_map))
+    return out.getvalue()
+
+
+def render_markdown(register_map: RegisterMap) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in table_rows(register_map):
+        cells = (cell.replace("|", "\\|") for cell in row)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _source_unit(register_map: RegisterMap, point: PointSpec) -> str:
+    source = point.source
+    if not isinstance(source, DpSource) or source.kind in ("bit", "enabled"):
+        return ""
+    spec = register_map.datapoints[source.datapoint]
+    member = source.member or ""
+    if source.kind == "field" and member in spec.fields:
+        return spec.fields[member].unit
+    if source.kind == "record" and member in spec.records:
+        return spec.records[member].unit
+    return spec.unit
+
+
+def _source_text(register_map: RegisterMap, point: PointSpec) -> str:
+    source = point.source
+    if isinstance(source, StatusSource):
+        return f"gateway status: {source.name}"
+    if not isinstance(source, DpSource):
+        return ""
+    spec = register_map.datapoints[source.datapoint]
+    member = f" {source.kind} {source.member}" if source.member else ""
+    return f"dp{spec.dpid} {spec.name}{member}"

@@ -1,0 +1,237 @@
+"""Load and validate a register map into frozen specs; every problem is reported at once.
+
+The YAML is first checked against the format tree of :mod:`gateway.regmap.schema` (keys, types,
+choices), then for meaning: unknown datapoints, bits, fields, records and enum labels,
+duplicate names and ids, overlapping addresses, writable points on read-only sources, and
+integer scales that overflow a format for the source's declared range.
+
+A ``fill`` section gives the gaps between points a constant (one read-only ``fill_0x…``
+point per address), so clients that read large blocks never meet an unmapped address.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections.abc import Mapping
+from fractions import Fraction
+from types import MappingProxyType
+from typing import Any
+
+from gateway.errors import ConfigError
+from gateway.modbus.tables import Table
+from gateway.regmap.datapoints import build_datapoints, build_device, build_tuya
+from gateway.regmap.registers import FLOAT_FORMATS, INTEGER_FORMATS, integer_range, register_count
+from gateway.regmap.schema import TABLE_KEYS, Checked, check_document, map_json_schema
+from gateway.regmap.sources import is_text_source, parse_source, source_range, source_writable
+from gateway.regmap.specs import ConstSource, DatapointSpec, PointSpec, RegisterMap
+
+__all__ = ["RegisterMap", "load_map", "map_json_schema", "parse_map"]
+
+_TABLES = dict(zip(TABLE_KEYS, Table, strict=True))
+_FILL_PREFIX = "fill_0x"
+_TEXT_NEEDED = "the string format needs a string datapoint or status.product_key"
+
+
+def load_map(path: str | os.PathLike[str]) -> RegisterMap:
+    """Load and validate the map at ``path``; ConfigError lists every problem."""
+    filename = os.fspath(path)
+    try:
+        with open(filename, encoding="utf-8") as stream:
+            text = stream.read()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError([f"{filename}: cannot read the map: {err}"]) from err
+    return parse_map(text, filename)
+
+
+def parse_map(text: str, filename: str = "<map>") -> RegisterMap:
+    """Validate map text; ``filename`` prefixes the error messages."""
+    checked = check_document(text, filename)
+    data = checked.data
+    datapoints = build_datapoints(checked, data.get("datapoints", {}))
+    device = build_device(data.get("device", {"name": "?"}))
+    tuya = build_tuya(checked, data.get("tuya", {}), datapoints)
+    tables = _tables(checked, data, datapoints)
+    if checked.errors:
+        raise ConfigError(sorted(checked.errors, key=_line_of))
+    return RegisterMap(filename, device, tuya, MappingProxyType(datapoints), tables)
+
+
+def _line_of(message: str) -> int:
+    match = re.match(r".*?:(\d+): ", message)
+    return int(match.group(1)) if match else 0
+
+
+def _tables(
+    checked: Checked, data: Mapping[str, Any], datapoints: Mapping[str, DatapointSpec]
+) -> Mapping[Table, tuple[PointSpec, ...]]:
+    tables: dict[Table, tuple[PointSpec, ...]] = {}
+    names: dict[str, str] = {}
+    for key, table in _TABLES.items():
+        points = []
+        for index, item in enumerate(data.get(key, ())):
+            path = f"{key}[{index}]"
+            if item is None:
+                continue
+            if item["name"] in names:
+                checked.error(
+                    f"{path}.name", f"duplicate name {item['name']!r} (also {names[item['name']]})"
+                )
+            names.setdefault(item["name"], path)
+            if item["name"].startswith(_FILL_PREFIX):
+                checked.error(f"{path}.name", f"names starting {_FILL_PREFIX!r} are for fill")
+            point = _point(checked, path, table, item, datapoints)
+            if point is not None:
+                points.append(point)
+        points.sort(key=lambda p: p.address)
+        _check_overlaps(checked, names, points)
+        points += _fill(checked, key, table, data.get("fill", {}).get(key, ()), points)
+        points.sort(key=lambda p: p.address)
+        tables[table] = tuple(points)
+    return MappingProxyType(tables)
+
+
+def _fill(
+    checked: Checked, key: str, table: Table, ranges: list[Any], points: list[PointSpec]
+) -> list[PointSpec]:
+    """A constant point for every address of the fill ranges that no point covers."""
+    covered = {a for p in points for a in range(p.address, p.end)}
+    filled: dict[int, PointSpec] = {}
+    for index, item in enumerate(ranges):
+        path = f"fill.{key}[{index}]"
+        if item is None:
+            continue
+        value = item.get("value", 0)
+        if item["from"] > item["to"]:
+            checked.error(f"{path}.from", f"from {item['from']} is above to {item['to']}")
+        if table.is_bits and value not in (0, 1):
+            checked.error(f"{path}.value", f"{table.value}s hold 0 or 1, not {value}")
+        for address in range(item["from"], item["to"] + 1):
+            if address in covered or address in filled:
+                continue
+            filled[address] = PointSpec(
+                table=table,
+                name=f"{_FILL_PREFIX}{address:04x}",
+                address=address,
+                count=1,
+                source=ConstSource(Fraction(value)),
+                format="bool" if table.is_bits else "uint16",
+                description=f"fill: reads {value}",
+                line=checked.line(path),
+            )
+    return list(filled.values())
+
+
+def _point(
+    checked: Checked,
+    path: str,
+    table: Table,
+    item: Mapping[str, Any],
+    datapoints: Mapping[str, DatapointSpec],
+) -> PointSpec | None:
+    fmt = item.get("format", "bool" if table.is_bits else "uint16")
+    source = parse_source(checked, f"{path}.source", item["source"], datapoints)
+    _check_format(checked, path, table, item, fmt)
+    if source is None:
+        return None
+    writable = _writable(checked, path, table, item, source, datapoints)
+    if table.is_bits or fmt == "string":
+        count = 1 if table.is_bits else item.get("registers", 1)
+    else:
+        count = register_count(fmt)
+    if fmt == "string" and not is_text_source(source, datapoints):
+        checked.error(f"{path}.format", f"{_TEXT_NEEDED}, and {item['source']!r} is not text")
+    elif fmt != "string" and is_text_source(source, datapoints):
+        checked.error(f"{path}.format", f"{item['source']!r} is text: it needs format: string")
+    if item["address"] + count > 0x10000:
+        checked.error(
+            f"{path}.address",
+            f"{count} register(s) from {item['address']} pass the last address 65535",
+        )
+    point = PointSpec(
+        table=table,
+        name=item["name"],
+        address=item["address"],
+        count=count,
+        source=source,
+        format=fmt,
+        word_order=item.get("word_order", "ABCD"),
+        scale=item.get("scale", 1),
+        stale=item.get("stale", "exception"),
+        writable=writable,
+        registers=item.get("registers"),
+        description=item.get("description", ""),
+        unit=item.get("unit", ""),
+        line=checked.line(path),
+    )
+    _check_scale(checked, path, point, datapoints)
+    return point
+
+
+def _check_format(
+    checked: Checked, path: str, table: Table, item: Mapping[str, Any], fmt: str
+) -> None:
+    if table.is_bits and fmt != "bool":
+        checked.error(f"{path}.format", f"{table.value}s hold bool points only, not {fmt}")
+    if fmt == "string" and "registers" not in item:
+        checked.error(path, "a string point needs 'registers' (its length)")
+    if fmt != "string" and "registers" in item:
+        checked.error(f"{path}.registers", "applies only to the string format")
+    if "word_order" in item and register_count(fmt, 1) < 2:
+        checked.error(f"{path}.word_order", f"applies only to 32- and 64-bit formats, not {fmt}")
+    if item.get("stale") == "nan" and fmt not in FLOAT_FORMATS:
+        checked.error(f"{path}.stale", f"'nan' applies only to float formats, not {fmt}")
+    if "scale" in item and fmt in ("bool", "string"):
+        checked.error(f"{path}.scale", f"applies only to numeric formats, not {fmt}")
+
+
+def _writable(
+    checked: Checked,
+    path: str,
+    table: Table,
+    item: Mapping[str, Any],
+    source: object,
+    datapoints: Mapping[str, DatapointSpec],
+) -> bool:
+    why_not = source_writable(source, datapoints)  # type: ignore[arg-type]
+    if item.get("format") == "string":
+        why_not = why_not or "string points are read-only"
+    wanted = item.get("writable")
+    if wanted and not table.is_writable:
+        checked.error(f"{path}.writable", f"{table.value}s are read-only")
+    elif wanted and why_not:
+        checked.error(f"{path}.writable", why_not)
+    if wanted is None:
+        return table.is_writable and not why_not
+    return bool(wanted) and table.is_writable and not why_not
+
+
+def _check_scale(
+    checked: Checked, path: str, point: PointSpec, datapoints: Mapping[str, DatapointSpec]
+) -> None:
+    if point.format not in INTEGER_FORMATS:
+        return
+    declared = source_range(point.source, datapoints)
+    if declared is None:
+        return
+    low, high = declared[0] * point.scale, declared[1] * point.scale
+    fmt_low, fmt_high = integer_range(point.format)
+    if low < fmt_low or high > fmt_high:
+        checked.error(
+            f"{path}.scale",
+            f"scale {point.scale} overflows {point.format} for the declared range"
+            f" {float(declared[0]):g}..{float(declared[1]):g}"
+            f" ({float(low):g}..{float(high):g} in registers, {point.format} holds"
+            f" {fmt_low}..{fmt_high})",
+        )
+
+
+def _check_overlaps(checked: Checked, paths: Mapping[str, str], points: list[PointSpec]) -> None:
+    for before, after in itertools.pairwise(points):
+        if after.address < before.end:
+            checked.error(
+                f"{paths[after.name]}.address",
+                f"{after.name!r} at {after.address}..{after.end - 1} overlaps"
+                f" {before.name!r} at {before.address}..{before.end - 1}",
+            )

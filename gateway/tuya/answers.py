@@ -1,0 +1,181 @@
+"""The WiFi module's answers to the MCU's own requests.
+
+The MCU asks for local time (0x1C), RSSI (0x24), network status (0x2B), sends sync reports
+(0x22) and extended-service frames (0x34), resets WiFi (0x04/0x05), runs a WiFi test (0x0E)
+and announces features (0x37). :func:`answer_mcu_request` decides the answers with no I/O;
+:class:`McuResponder` sends them and walks the WiFi state back up after a reset. Every
+answer goes out with version 0x00.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from gateway.tuya.channel import FrameChannel
+from gateway.tuya.protocol import Command, DpValue, Frame, decode_dps, encode_local_time
+
+__all__ = [
+    "EXT_RECORD_REPORT",
+    "EXT_TIME_LEN",
+    "WIFI_STATES_AFTER_RESET",
+    "McuRequestOutcome",
+    "McuResponder",
+    "RequestContext",
+    "answer_mcu_request",
+]
+
+_LOGGER = logging.getLogger(__name__)
+
+EXT_RECORD_REPORT = 0x0B  # 0x34 sub-command: DP records with the time they were recorded
+EXT_QUERY_FEATURES = 0x04  # 0x34 sub-command: which extended services the module supports
+# 0x0B data: sub-command, then this many time bytes (as OpenBeken parses it), then DP records
+EXT_TIME_LEN = 8
+_ACK_OK = 0x00
+WIFI_STATES_AFTER_RESET = (2, 3)  # connected to the router, then to the cloud (then configured)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestContext:
+    """What the answers depend on: the module's current WiFi state, RSSI and clock."""
+
+    wifi_state: int
+    rssi_dbm: int
+    now: datetime | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class McuRequestOutcome:
+    """Frames to send back, DP records the request carried, and whether WiFi was reset."""
+
+    replies: tuple[Frame, ...] = ()
+    reports: tuple[DpValue, ...] = ()
+    errors: tuple[str, ...] = ()
+    wifi_reset: bool = False
+
+
+def _local_time(frame: Frame, ctx: RequestContext) -> McuRequestOutcome:
+    return McuRequestOutcome(replies=(Frame(Command.LOCAL_TIME, encode_local_time(ctx.now)),))
+
+
+def _rssi(frame: Frame, ctx: RequestContext) -> McuRequestOutcome:
+    value = max(-128, min(127, ctx.rssi_dbm))
+    return McuRequestOutcome(replies=(Frame(Command.RSSI, value.to_bytes(1, "big", signed=True)),))
+
+
+def _network_status(frame: Frame, ctx: RequestContext) -> McuRequestOutcome:
+    return McuRequestOutcome(replies=(Frame(Command.NETWORK_STATUS, bytes((ctx.wifi_state,))),))
+
+
+def _sync_report(frame: Frame, ctx: RequestContext) -> McuRequestOutcome:
+    parsed = decode_dps(frame.data)
+    return McuRequestOutcome(
+        replies=(Frame(Command.DP_SYNC_ACK, b"\x01"),),
+        reports=parsed.values,
+        errors=parsed.errors,
+    )
+
+
+def _extended_service(frame: Frame, ctx: RequestContext) -> McuRequestOutcome:
+    sub = frame.data[0] if frame.data else None
+    if sub == EXT_QUERY_FEATURES:
+        return McuRequestOutcome(replies=(Frame(Command.EXTENDED_SERVICE, bytes((sub, _ACK_OK))),))
+    if sub != EXT_RECORD_REPORT:
+        _LOGGER.debug("link: extended service sub-command %s not supported", sub)
+        return McuRequestOutcome()
+    reply = (Frame(Command.EXTENDED_SERVICE, bytes((EXT_RECORD_REPORT, _ACK_OK))),)
+    stamp = frame.data[1 : 1 + EXT_TIME_LEN]
+    if len(stamp) < EXT_TIME_LEN:
+        error = f"0x34 record report: {len(stamp)} time bytes, expected {EXT_TIME_LEN}"
+        return McuRequestOutcome(replies=reply, errors=(error,))
+    parsed = decode_dps(frame.data[1 + EXT_TIME_LEN :])
+    _LOGGER.debug(
+        "link: record report stamped %s: %d record(s)", stamp.hex(" "), len(parsed.values)
+    )
+    return McuRequestOutcome(replies=reply, reports=parsed.values, errors=parsed.errors)
+
+
+def _wifi_reset(frame: Frame, ctx: RequestContext) -> McuRequestOutcome:
+    return McuRequestOutcome(replies=(Frame(frame.command),), wifi_reset=True)
+
+
+def _wifi_test(frame: Frame, ctx: RequestContext) -> McuRequestOutcome:
+    # [result 1 = router found, signal strength 0..100 %], from the configured RSSI
+    strength = max(0, min(100, 2 * (ctx.rssi_dbm + 100)))
+    return McuRequestOutcome(replies=(Frame(Command.WIFI_TEST, bytes((1, strength))),))
+
+
+def _module_notice(frame: Frame, ctx: RequestContext) -> McuRequestOutcome:
+    sub = frame.data[0] if frame.data else 0
+    return McuRequestOutcome(replies=(Frame(Command.MODULE_NOTICE, bytes((sub, _ACK_OK))),))
+
+
+_Handler = Callable[[Frame, RequestContext], McuRequestOutcome]
+_HANDLERS: dict[int, _Handler] = {
+    Command.LOCAL_TIME: _local_time,
+    Command.RSSI: _rssi,
+    Command.NETWORK_STATUS: _network_status,
+    Command.DP_SYNC_REPORT: _sync_report,
+    Command.EXTENDED_SERVICE: _extended_service,
+    Command.WIFI_RESET: _wifi_reset,
+    Command.WIFI_SELECT: _wifi_reset,
+    Command.WIFI_TEST: _wifi_test,
+    Command.MODULE_NOTICE: _module_notice,
+}
+
+
+def answer_mcu_request(frame: Frame, ctx: RequestContext) -> McuRequestOutcome | None:
+    """The answer to an MCU request, or None when ``frame`` is not one."""
+    handler = _HANDLERS.get(frame.command)
+    return None if handler is None else handler(frame, ctx)
+
+
+Publish = Callable[[tuple[DpValue, ...], tuple[str, ...]], None]
+
+
+class McuResponder:
+    """Answers the MCU's requests on a channel and keeps the WiFi state it was told."""
+
+    def __init__(
+        self, wifi_state: int, rssi_dbm: int, reset_step_s: float, publish: Publish
+    ) -> None:
+        self.configured_wifi_state = wifi_state
+        self.wifi_state = wifi_state
+        self._rssi_dbm = rssi_dbm
+        self._reset_step_s = reset_step_s
+        self._publish = publish
+        self._reset_task: asyncio.Task[None] | None = None
+
+    def handle(self, channel: FrameChannel, frame: Frame) -> None:
+        """Answer ``frame`` if it is an MCU request; records it carries go to ``publish``."""
+        context = RequestContext(self.wifi_state, self._rssi_dbm, datetime.now())
+        outcome = answer_mcu_request(frame, context)
+        if outcome is None:
+            return
+        for reply in outcome.replies:
+            if channel.is_open:
+                channel.send(reply)
+        self._publish(outcome.reports, outcome.errors)
+        if outcome.wifi_reset:
+            self.cancel()
+            self._reset_task = asyncio.ensure_future(self._after_reset(channel))
+
+    def cancel(self) -> None:
+        """Forget any WiFi reset in progress; the state is the configured one again."""
+        if self._reset_task is not None:
+            self._reset_task.cancel()
+            self._reset_task = None
+        self.wifi_state = self.configured_wifi_state
+
+    async def _after_reset(self, channel: FrameChannel) -> None:
+        """Walk the WiFi state back up, as a module reconnecting after a reset would."""
+        for state in (*WIFI_STATES_AFTER_RESET, self.configured_wifi_state):
+            if not channel.is_open:
+                return
+            self.wifi_state = state
+            await channel.send_paced(Frame(Command.WIFI_STATE, bytes((state,))))
+            if state != self.configured_wifi_state:
+                await asyncio.sleep(self._reset_step_s)

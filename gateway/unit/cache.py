@@ -1,0 +1,133 @@
+"""The datapoint cache: what the MCU last reported, when, and whether it can still be trusted.
+
+The cache is the gateway's only truth. Every report replaces one entry in a new dict, so a
+snapshot is just the current dict: readers get all DPs as of one instant and a multi-register
+value is never torn between two reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import logging
+import time
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+
+from gateway.errors import McuTimeoutError
+from gateway.tuya.protocol import DpValue
+
+__all__ = ["CacheSnapshot", "DatapointCache", "DpEntry"]
+
+_LOGGER = logging.getLogger(__name__)
+_READY = "READY"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DpEntry:
+    """The last report of one DP: its value, monotonic time, and how many reports so far."""
+
+    dp: DpValue
+    timestamp: float
+    updates: int
+
+    @property
+    def raw(self) -> bytes:
+        return self.dp.payload
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CacheSnapshot:
+    """All DPs and the link state as of one instant."""
+
+    entries: Mapping[int, DpEntry]
+    link_state: str
+    taken_at: float
+    last_update: float | None = None
+
+    @property
+    def link_ready(self) -> bool:
+        return self.link_state == _READY
+
+    def get(self, dpid: int) -> DpEntry | None:
+        return self.entries.get(dpid)
+
+    def age(self, dpid: int) -> float | None:
+        """Seconds since the DP's last report; None if it never reported."""
+        entry = self.entries.get(dpid)
+        return None if entry is None else max(0.0, self.taken_at - entry.timestamp)
+
+    def data_age(self) -> float | None:
+        """Seconds since the newest report of any DP."""
+        if self.last_update is None:
+            return None
+        return max(0.0, self.taken_at - self.last_update)
+
+    def is_stale(self, dpid: int, max_age_s: float | None = None) -> bool:
+        """Never reported, link not READY, or older than ``max_age_s``."""
+        age = self.age(dpid)
+        if age is None or not self.link_ready:
+            return True
+        return max_age_s is not None and age > max_age_s
+
+
+def _state_name(state: object) -> str:
+    if isinstance(state, enum.Enum):
+        return state.name
+    return str(state).rsplit(".", 1)[-1].upper()
+
+
+class DatapointCache:
+    """Last value per DP, link state, and waiters for the next report of a DP."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._entries: Mapping[int, DpEntry] = MappingProxyType({})
+        self._link_state = "STOPPED"
+        self._last_update: float | None = None
+        self._waiters: dict[int, list[asyncio.Future[DpValue]]] = {}
+
+    @property
+    def link_state(self) -> str:
+        return self._link_state
+
+    def update(self, dp: DpValue) -> None:
+        """Store a report (the link's report listener) and wake whoever waits for it."""
+        now = self._clock()
+        previous = self._entries.get(dp.dpid)
+        count = 1 if previous is None else previous.updates + 1
+        entries = dict(self._entries)
+        entries[dp.dpid] = DpEntry(dp, now, count)
+        self._entries = MappingProxyType(entries)
+        self._last_update = now
+        for future in self._waiters.pop(dp.dpid, ()):
+            if not future.done():
+                future.set_result(dp)
+
+    def set_link_state(self, state: object) -> None:
+        """The link's state listener; any enum or text, READY matched by name."""
+        name = _state_name(state)
+        if name != self._link_state:
+            _LOGGER.debug("link state %s -> %s", self._link_state, name)
+        self._link_state = name
+
+    def snapshot(self) -> CacheSnapshot:
+        return CacheSnapshot(self._entries, self._link_state, self._clock(), self._last_update)
+
+    async def wait_for_report(self, dpid: int, deadline_s: float) -> DpValue:
+        """The next report of ``dpid`` within ``deadline_s`` seconds; McuTimeoutError if none."""
+        future: asyncio.Future[DpValue] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(dpid, []).append(future)
+        try:
+            # not wait_for: on 3.11 it swallows a cancellation that meets a completing report
+            async with asyncio.timeout(deadline_s):
+                return await future
+        except TimeoutError as err:
+            raise McuTimeoutError(f"dp{dpid}: no report within {deadline_s:g} s") from err
+        finally:
+            waiters = self._waiters.get(dpid)
+            if waiters is not None and future in waiters:
+                waiters.remove(future)
+                if not waiters:
+                    del self._waiters[dpid]

@@ -68,7 +68,8 @@ class FrameHub:
     def subscribe(self) -> Subscription:
         """A new client's queue, holding the recent history first."""
         queue: asyncio.Queue[Event | None] = asyncio.Queue(CLIENT_QUEUE)
-        for event in self._history:
+        shown = min(len(self._history), CLIENT_QUEUE // 2)  # room left for live frames
+        for event in list(self._history)[len(self._history) - shown :]:
             queue.put_nowait(event)
         client = Subscription(queue)
         self._clients.add(client)

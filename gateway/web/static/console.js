@@ -53,9 +53,10 @@ function makeCard(unit) {
     facts,
     el("div", { class: "columns" },
       el("div", {}, el("h3", {}, "Datapoints"), dpTable),
-      el("div", {}, el("h3", {}, "Last writes"), writeTable)),
-    el("details", { open: true }, el("summary", {}, `Register table (${unit.map})`), regTable));
+      el("div", {}, el("h3", {}, "Last writes"), writeTable)));
   document.getElementById("units").append(card);
+  document.getElementById("register-tables").append(
+    el("details", { open: true }, el("summary", {}, `Unit ${unit.unit}: ${unit.map}`), regTable));
   const state = { badge, facts, dpBody, writeBody, regBody, updates: new Map() };
   fillRegisters(unit, state);
   return state;

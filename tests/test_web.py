@@ -220,6 +220,18 @@ async def test_frame_stream_carries_both_directions_decoded(start: Start) -> Non
     response.close()
 
 
+async def test_stopping_the_gateway_ends_an_open_frame_stream(start: Start) -> None:
+    gw = await start(web_config(TWIN))
+    await gw.ready()
+    response = await gw.get("/api/frames")
+    async with asyncio.timeout(15):
+        await anext(read_events(response))
+        await gw.service.stop()
+        rest = await response.content.read()  # EOF: the server ended the stream
+    assert response.content.at_eof()
+    assert not rest.strip() or rest.startswith(b"data: ")
+
+
 async def test_a_client_that_falls_behind_is_dropped_and_the_link_goes_on(
     start: Start, monkeypatch: pytest.MonkeyPatch
 ) -> None:

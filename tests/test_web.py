@@ -227,9 +227,8 @@ async def test_stopping_the_gateway_ends_an_open_frame_stream(start: Start) -> N
     async with asyncio.timeout(15):
         await anext(read_events(response))
         await gw.service.stop()
-        rest = await response.content.read()  # EOF: the server ended the stream
+        await response.content.read()  # returns at EOF: the server ended the stream
     assert response.content.at_eof()
-    assert not rest.strip() or rest.startswith(b"data: ")
 
 
 async def test_a_client_that_falls_behind_is_dropped_and_the_link_goes_on(

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from gateway.tuya.protocol import Command, Frame, decode_dps
-from gateway.web.views import ServedUnit, describe_dp
+from gateway.web.views import WatchedUnit, describe_dp
 
 __all__ = ["FrameHub", "Subscription"]
 
@@ -42,7 +42,7 @@ class Subscription:
 class FrameHub:
     """Fans the links' frames out to the subscribed clients."""
 
-    def __init__(self, units: Mapping[int, ServedUnit]) -> None:
+    def __init__(self, units: Mapping[int, WatchedUnit]) -> None:
         self._units = units
         self._history: collections.deque[Event] = collections.deque(maxlen=HISTORY)
         self._clients: set[Subscription] = set()

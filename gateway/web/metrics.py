@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 
 from gateway.tuya.link import LinkState
 from gateway.web.observe import ObservedBackend, WriteTimes
-from gateway.web.views import ServedUnit, dp_label, point_readings
+from gateway.web.views import WatchedUnit, dp_label, point_readings
 
 __all__ = ["GatewayCollector", "metrics_registry", "render_metrics"]
 
@@ -37,7 +37,7 @@ class GatewayCollector(Collector):
 
     def __init__(
         self,
-        units: Mapping[int, ServedUnit],
+        units: Mapping[int, WatchedUnit],
         observed: Mapping[int, ObservedBackend],
         write_times: WriteTimes,
         connections: Callable[[], Mapping[str, int]],

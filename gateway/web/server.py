@@ -21,7 +21,7 @@ from gateway.web.frames import FrameHub, Subscription
 from gateway.web.metrics import GatewayCollector, metrics_registry, render_metrics
 from gateway.web.observe import ObservedBackend, WriteTimes
 from gateway.web.options import ALL_INTERFACES, HttpListener
-from gateway.web.views import ServedUnit, health, register_table, unit_view
+from gateway.web.views import WatchedUnit, health, register_table, unit_view
 
 __all__ = ["WebConsole"]
 
@@ -45,7 +45,7 @@ _HEADERS = {
 class WebConsole:
     """The HTTP endpoint of one gateway: build it, wrap the backends, start, stop."""
 
-    def __init__(self, listener: HttpListener, units: Mapping[int, ServedUnit]) -> None:
+    def __init__(self, listener: HttpListener, units: Mapping[int, WatchedUnit]) -> None:
         self.listener = listener
         self.units = units
         self.write_times = WriteTimes()

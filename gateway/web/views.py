@@ -23,12 +23,12 @@ from gateway.unit.reads import encode_point
 from gateway.unit.values import StatusValues, read_source
 from gateway.web.observe import ObservedBackend
 
-__all__ = ["ServedUnit", "dp_label", "health", "point_readings", "register_table", "unit_view"]
+__all__ = ["WatchedUnit", "dp_label", "health", "point_readings", "register_table", "unit_view"]
 
 Json = dict[str, Any]
 
 
-class ServedUnit(Protocol):
+class WatchedUnit(Protocol):
     """One served breaker as the service holds it (gateway.service.Unit)."""
 
     @property
@@ -58,7 +58,7 @@ def dp_label(register_map: RegisterMap, dpid: int) -> str:
     return spec.name if spec is not None else f"dp{dpid}"
 
 
-def point_readings(unit: ServedUnit, snapshot: CacheSnapshot) -> list[PointReading]:
+def point_readings(unit: WatchedUnit, snapshot: CacheSnapshot) -> list[PointReading]:
     """Every point of the unit's map, in table and address order."""
     regmap = unit.register_map
     status: StatusValues = unit.backend.status_values(snapshot)
@@ -80,7 +80,7 @@ def point_readings(unit: ServedUnit, snapshot: CacheSnapshot) -> list[PointReadi
     return readings
 
 
-def unit_view(unit_id: int, unit: ServedUnit, observed: ObservedBackend | None) -> Json:
+def unit_view(unit_id: int, unit: WatchedUnit, observed: ObservedBackend | None) -> Json:
     """``/api/units`` for one unit: link, product key, DPs, points and the last writes."""
     link, regmap = unit.link, unit.register_map
     snapshot = unit.cache.snapshot()
@@ -102,7 +102,7 @@ def unit_view(unit_id: int, unit: ServedUnit, observed: ObservedBackend | None) 
     }
 
 
-def health(units: Mapping[int, ServedUnit]) -> tuple[bool, Json]:
+def health(units: Mapping[int, WatchedUnit]) -> tuple[bool, Json]:
     """Whether every link is READY, and the body that says so."""
     states = {str(u): unit.link.state.name for u, unit in sorted(units.items())}
     not_ready = {u: s for u, s in states.items() if s != LinkState.READY.name}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import signal
@@ -25,6 +26,8 @@ from gateway.config import (
 from gateway.errors import ConfigError, GatewayError
 from gateway.modbus.server import RtuListener, TcpListener
 from gateway.twin.families import VARIANTS
+from gateway.web.options import add_cli_options as add_http_options
+from gateway.web.options import http_from_args
 
 if TYPE_CHECKING:
     from gateway.twin.endpoints import McuPeer
@@ -102,6 +105,7 @@ def _add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="gateway.yaml with listeners and several devices")
     parser.add_argument("--capture", metavar="FILE", help="record TuyaMCU traffic (JSON lines)")
     parser.add_argument("--read-only", action="store_true", help="reject every Modbus write")
+    add_http_options(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> GatewayConfig:
@@ -113,8 +117,8 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         config = load_config(args.config)
         if args.read_only:
             policy = WritePolicy(read_only=True, switch_interval_s=config.policy.switch_interval_s)
-            config = GatewayConfig(config.devices, config.tcp, config.rtu, policy)
-        return config
+            config = dataclasses.replace(config, policy=policy)
+        return dataclasses.replace(config, http=http_from_args(args, config.http))
     if not args.link:
         raise ConfigError(["run: --link URL (or --config FILE) is required"])
     tcp: TcpListener | None = None
@@ -137,7 +141,8 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
     )
     if not 1 <= device.unit <= 247:
         raise ConfigError([f"--unit: expected 1..247, got {device.unit}"])
-    return GatewayConfig((device,), tcp, rtu, WritePolicy(read_only=args.read_only))
+    policy = WritePolicy(read_only=args.read_only)
+    return GatewayConfig((device,), tcp, rtu, policy, http_from_args(args, None))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 from gateway.errors import ConfigError
 from gateway.modbus.server import RtuListener, TcpListener
 from gateway.regmap.yaml_schema import Bool, Checked, Int, Key, ListOf, Num, Str, check_yaml, obj
+from gateway.web.options import HTTP_SCHEMA, HttpListener, http_from_yaml
 
 __all__ = [
     "CONFIG_SCHEMA",
@@ -57,6 +58,7 @@ CONFIG_SCHEMA = obj(
         "gateway-wide write rules", read_only=Bool(), switch_interval_s=Num(minimum=0)
     ),
     devices=Key(ListOf(_DEVICE, min_items=1), True),
+    http=HTTP_SCHEMA,
 )
 
 
@@ -87,6 +89,7 @@ class GatewayConfig:
     tcp: TcpListener | None = None
     rtu: RtuListener | None = None
     policy: WritePolicy = dataclasses.field(default_factory=WritePolicy)
+    http: HttpListener | None = None  # the HTTP endpoint (gateway.web); off by default
 
 
 def parse_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -159,4 +162,5 @@ def load_config(path: str) -> GatewayConfig:
     policy = dict(data.get("write_policy", {}))
     if checked.errors:
         raise ConfigError(checked.errors)
-    return GatewayConfig(devices=devices, tcp=tcp, rtu=rtu, policy=WritePolicy(**policy))
+    http = http_from_yaml(data.get("http"))
+    return GatewayConfig(devices, tcp, rtu, WritePolicy(**policy), http)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from gateway.config import DeviceConfig, GatewayConfig
 from gateway.errors import ConfigError
@@ -21,6 +22,9 @@ from gateway.regmap.specs import RegisterMap
 from gateway.tuya.link import LinkConfig, LinkState, McuLink
 from gateway.unit.backend import StatusValues, UnitBackend
 from gateway.unit.cache import DatapointCache
+
+if TYPE_CHECKING:
+    from gateway.web.server import WebConsole
 
 __all__ = ["GatewayService", "Unit"]
 
@@ -86,8 +90,14 @@ class GatewayService:
             device.unit: self._build_unit(device, maps[device.map_path])
             for device in config.devices
         }
-        backends: dict[int, ServedUnit] = {u: unit.backend for u, unit in self.units.items()}
+        self.web = None if config.http is None else _web_console(config, self.units)
+        backends: dict[int, ServedUnit] = {
+            u: unit.backend if self.web is None else self.web.observe(u, unit.backend)
+            for u, unit in self.units.items()
+        }
         self.modbus = ModbusService(backends, config.tcp, config.rtu)
+        if self.web is not None:
+            self.web.connections = self.modbus.connections
         self._started = False
 
     def _build_unit(self, device: DeviceConfig, register_map: RegisterMap) -> Unit:
@@ -118,6 +128,12 @@ class GatewayService:
     async def start(self) -> None:
         """Bind the Modbus listeners, then start every link (nothing runs if a bind fails)."""
         await self.modbus.start()
+        if self.web is not None:
+            try:
+                await self.web.start()
+            except BaseException:
+                await self.modbus.stop()
+                raise
         for unit in self.units.values():
             await unit.link.start()
         self._started = True
@@ -136,6 +152,8 @@ class GatewayService:
         if not self._started:
             return
         self._started = False
+        if self.web is not None:
+            await self.web.stop()
         await self.modbus.stop()
         for unit in self.units.values():
             await unit.link.stop()
@@ -165,6 +183,14 @@ class GatewayService:
                 f" map {unit.register_map.path} ({spec.name}), product key {expected}{capture}"
             )
         return "\n".join(lines)
+
+
+def _web_console(config: GatewayConfig, units: dict[int, Unit]) -> WebConsole:
+    """The HTTP endpoint; aiohttp and prometheus-client are imported only when it is on."""
+    from gateway.web.server import WebConsole
+
+    assert config.http is not None
+    return WebConsole(config.http, units)
 
 
 def _status_of(link: McuLink) -> Callable[[], StatusValues]:

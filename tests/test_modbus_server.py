@@ -80,7 +80,7 @@ class MemoryBackend:
         self.writes.append((table, address, values, client))
         return None
 
-    def count_request(self, exception: ExceptionCode | None) -> None:
+    def count_request(self, exception: ExceptionCode | None, function_code: int = 0) -> None:
         self.counts[exception] += 1
 
 

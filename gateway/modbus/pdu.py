@@ -49,7 +49,7 @@ class UnitBackend(Protocol):
         self, table: Table, address: int, values: list[int], client: str
     ) -> ExceptionCode | None: ...
 
-    def count_request(self, exception: ExceptionCode | None) -> None: ...
+    def count_request(self, exception: ExceptionCode | None, function_code: int = 0) -> None: ...
 
 
 def exception_pdu(function_code: int, code: int) -> bytes:
@@ -79,9 +79,9 @@ def answer_pdu(
 
 def _counted(backend: UnitBackend, fc: int, result: bytes | ExceptionCode) -> bytes:
     if isinstance(result, ExceptionCode):
-        backend.count_request(result)
+        backend.count_request(result, fc)
         return exception_pdu(fc, result)
-    backend.count_request(None)
+    backend.count_request(None, fc)
     return result
 
 

@@ -94,6 +94,10 @@ class ModbusService:
         """The bound TCP port (0 if TCP is off)."""
         return self._tcp.port if self._tcp is not None else 0
 
+    def connections(self) -> dict[str, int]:
+        """Open client connections per listener (the HTTP endpoint's metrics)."""
+        return {} if self._tcp is None else {"tcp": len(self._tcp.connections)}
+
     async def start(self) -> None:
         """Bind the TCP port and open the serial port."""
         if self._tcp is not None:

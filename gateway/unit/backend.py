@@ -106,8 +106,8 @@ class UnitBackend:
         self._in_flight: dict[int, int] = {}  # dpid -> writes arrived and not yet answered
         self._index = PointIndex(regmap)
 
-    def count_request(self, exception: ExceptionCode | None) -> None:
-        """Count one answered request (the server calls this)."""
+    def count_request(self, exception: ExceptionCode | None, function_code: int = 0) -> None:
+        """Count one answered request (the server calls this; per function: gateway.web)."""
         self.stats.modbus_requests += 1
         if exception is not None:
             self.stats.modbus_exceptions += 1

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
+import gateway.twin  # noqa: F401 - registers the sim:// link scheme
 from gateway.config import DeviceConfig, GatewayConfig
 from gateway.errors import ConfigError
 from gateway.modbus.server import ModbusService

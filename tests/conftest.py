@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from mcu_peer import McuPeer, PtyPeer, TcpPeer
 
+import gateway.twin  # noqa: F401 - registers the sim:// link scheme
 from gateway.tuya.handshake import LinkTimings
 from gateway.tuya.link import LinkConfig, McuLink
 from gateway.tuya.protocol import DpValue

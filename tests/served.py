@@ -10,7 +10,7 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from gateway.config import GatewayConfig
 from gateway.service import GatewayService
-from gateway.twin.endpoints import McuTwin
+from gateway.twin import McuTwin, running_twin
 
 __all__ = ["TIMEOUT_S", "Served", "eventually", "start_served"]
 
@@ -36,7 +36,7 @@ class Served:
         self.client = client
 
     def twin(self, unit: int = 1) -> McuTwin:
-        twin = self.service.units[unit].link.twin
+        twin = running_twin(self.service.units[unit].link.config.url)
         assert twin is not None
         return twin
 

@@ -22,6 +22,7 @@ from gateway.errors import (
 from gateway.tuya.capture import read_capture
 from gateway.tuya.link import LinkConfig, LinkState, McuLink
 from gateway.tuya.protocol import Command, DpValue, Frame, decode_local_time, encode_dps
+from gateway.twin import running_twin
 
 MakeLink = Callable[[LinkConfig], McuLink]
 READY_S = 10.0
@@ -378,10 +379,10 @@ async def test_handshake_and_switch_against_the_sim_twin(make_link: MakeLink) ->
     seen = reports_of(link)
     await link.start()
     await link.wait_ready(READY_S)
-    twin = link.twin
+    twin = running_twin(link.config.url)
     assert twin is not None
     assert twin.wifi_state == 4
-    assert twin.local_time is not None  # the twin asks for the time once WiFi state 4 is set
+    assert twin.heard.local_time is not None  # the twin asks for the time once WiFi state 4 is set
     assert {dp.dpid for dp in seen} >= {1, 16}
     target = not twin.switch_on
     assert (await link.write_dp(DpValue.of_bool(16, target))).value is target

@@ -1,0 +1,38 @@
+"""What a link is told (LinkConfig) and where it is (LinkState)."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from gateway.tuya.handshake import LinkTimings
+
+__all__ = ["LinkConfig", "LinkState"]
+
+
+class LinkState(enum.Enum):
+    """Where the link is: STOPPED, CONNECTING, HANDSHAKE, READY or DOWN."""
+
+    STOPPED = "stopped"
+    CONNECTING = "connecting"
+    HANDSHAKE = "handshake"
+    READY = "ready"
+    DOWN = "down"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LinkConfig:
+    """How to reach the MCU and how to talk to it."""
+
+    url: str  # /dev/ttyUSB0, socket://h:p, rfc2217://..., sim://[variant]
+    baudrate: int = 9600
+    wifi_state: int = 4
+    rssi_dbm: int = -55
+    heartbeat_interval_s: float = 15.0
+    heartbeat_timeout_s: float = 3.0
+    heartbeats_missed_down: int = 3
+    query_interval_s: float | None = None  # periodic query-all (0x08); None = off
+    confirm_timeout_s: float = 3.0  # default DP write confirmation window
+    command_gap_s: float = 0.010
+    capture_path: str | None = None
+    timings: LinkTimings = dataclasses.field(default_factory=LinkTimings)

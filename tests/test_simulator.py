@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 import serial_asyncio_fast
+from waiting import eventually
 
 from gateway.errors import ConfigError
 from gateway.tuya.handshake import LinkTimings
@@ -54,7 +55,6 @@ class Collector(asyncio.Protocol):
         self.chunks: list[bytes] = []
         self.arrivals: list[float] = []
         self.transport: asyncio.Transport | None = None
-        self._changed = asyncio.Event()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -66,7 +66,6 @@ class Collector(asyncio.Protocol):
         for frame in self.decoder:
             self.frames.append(frame)
             self.arrivals.append(asyncio.get_running_loop().time())
-        self._changed.set()
 
     def send(self, frame: Frame) -> None:
         assert self.transport is not None
@@ -82,11 +81,7 @@ class Collector(asyncio.Protocol):
         return found
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
-        async with asyncio.timeout(TIMEOUT_S):
-            while not predicate():
-                self._changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), 0.05)
+        await eventually(predicate, "frames from the twin", TIMEOUT_S)
 
     async def request(self, frame: Frame, command: int | None = None) -> Frame:
         """Send ``frame`` and wait for the next frame with ``command`` (default: the same)."""

@@ -92,6 +92,11 @@ class DatapointCache:
     def link_state(self) -> str:
         return self._link_state
 
+    @property
+    def waiting(self) -> int:
+        """How many ``wait_for_report`` calls are waiting now."""
+        return sum(len(futures) for futures in self._waiters.values())
+
     def update(self, dp: DpValue) -> None:
         """Store a report (the link's report listener) and wake whoever waits for it."""
         now = self._clock()

@@ -93,7 +93,7 @@ class GatewayService:
 
     def _build_unit(self, device: DeviceConfig, register_map: RegisterMap) -> Unit:
         link = McuLink(link_config(device, register_map))
-        cache = DatapointCache()
+        cache = DatapointCache(types={d.dpid: d.dp_type for d in register_map.datapoints.values()})
         backend = UnitBackend(
             register_map,
             cache,

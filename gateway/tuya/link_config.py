@@ -28,11 +28,24 @@ class LinkConfig:
     baudrate: int = 9600
     wifi_state: int = 4
     rssi_dbm: int = -55
-    heartbeat_interval_s: float = 15.0
-    heartbeat_timeout_s: float = 3.0
-    heartbeats_missed_down: int = 3
+    # While READY. Tuya's spec asks for 15 s; a breaker's link must notice a silent or
+    # rebooted MCU within 5 s, and an MCU answers a heartbeat in a few byte times.
+    heartbeat_interval_s: float = 1.0
+    heartbeat_timeout_s: float = 1.0
+    heartbeats_missed_down: int = 2
     query_interval_s: float | None = None  # periodic query-all (0x08); None = off
     confirm_timeout_s: float = 3.0  # default DP write confirmation window
     command_gap_s: float = 0.010
     capture_path: str | None = None
     timings: LinkTimings = dataclasses.field(default_factory=LinkTimings)
+    module_mac: bytes | None = None  # answered to 0x2D; None: derived from the URL
+
+    @property
+    def silence_noticed_s(self) -> float:
+        """The longest an MCU that stops answering can go unnoticed while READY."""
+        return self.heartbeats_missed_down * (self.heartbeat_interval_s + self.heartbeat_timeout_s)
+
+    @property
+    def reboot_noticed_s(self) -> float:
+        """The longest a rebooted MCU that answers at once can go unnoticed while READY."""
+        return self.heartbeat_interval_s + self.heartbeat_timeout_s

@@ -67,6 +67,14 @@ class McuPeer:
         """Send an MCU-side request (0x1C, 0x24, 0x22...) to the gateway."""
         self.send_bytes(Frame(command, data, VERSION_MCU).encode())
 
+    async def ask(self, command: int, data: bytes = b"", reply: int | None = None) -> Frame:
+        """Send an MCU request; the gateway's answer (``reply`` command, default the same)."""
+        reply = command if reply is None else reply
+        before = len(self.frames(reply))
+        self.request(command, data)
+        await eventually(lambda: len(self.frames(reply)) > before, f"an answer to 0x{command:02X}")
+        return self.frames(reply)[before]
+
     def report(self, *dps: DpValue) -> None:
         for dp in dps:
             self.send_bytes(Frame(Command.DP_REPORT, dp.encode(), self.version).encode())

@@ -141,11 +141,7 @@ async def test_reconnects_after_the_tcp_bridge_drops(make_link: MakeLink) -> Non
 # -- the MCU's own requests --------------------------------------------------------------------
 async def answer(peer: McuPeer, command: int, data: bytes = b"", reply: int | None = None) -> Frame:
     """Send an MCU request and return the gateway's answer (``reply`` command, default the same)."""
-    reply = command if reply is None else reply
-    before = len(peer.frames(reply))
-    peer.request(command, data)
-    await eventually(lambda: len(peer.frames(reply)) > before)
-    return peer.frames(reply)[before]
+    return await peer.ask(command, data, reply)
 
 
 async def test_answers_time_rssi_and_network_status(make_link: MakeLink, peer_end: PeerEnd) -> None:

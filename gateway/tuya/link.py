@@ -56,9 +56,7 @@ class McuLink:
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
         self._keepalives: list[tuple[DpValue, float]] = []
-        self._responder = McuResponder(
-            config.wifi_state, config.rssi_dbm, config.timings.wifi_reset_step_s, self._publish
-        )
+        self._responder = McuResponder(config, self._publish)
         self._writes = WriteGate(self._pace, self._send_if_ready)
 
     # -- listeners -----------------------------------------------------------------------

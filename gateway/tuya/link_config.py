@@ -6,6 +6,7 @@ import dataclasses
 import enum
 
 from gateway.tuya.handshake import LinkTimings
+from gateway.tuya.payloads import derived_mac
 
 __all__ = ["LinkConfig", "LinkState"]
 
@@ -39,6 +40,11 @@ class LinkConfig:
     capture_path: str | None = None
     timings: LinkTimings = dataclasses.field(default_factory=LinkTimings)
     module_mac: bytes | None = None  # answered to 0x2D; None: derived from the URL
+
+    @property
+    def mac(self) -> bytes:
+        """The MAC the module reports: ``module_mac``, else a stable one made from the URL."""
+        return self.module_mac or derived_mac(self.url)
 
     @property
     def silence_noticed_s(self) -> float:

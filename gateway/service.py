@@ -20,6 +20,7 @@ from gateway.modbus.server import UnitBackend as ServedUnit
 from gateway.regmap.load import load_map
 from gateway.regmap.specs import RegisterMap
 from gateway.tuya.link import LinkConfig, LinkState, McuLink
+from gateway.tuya.payloads import parse_mac
 from gateway.unit.backend import StatusValues, UnitBackend
 from gateway.unit.cache import DatapointCache
 
@@ -51,6 +52,7 @@ def link_config(device: DeviceConfig, register_map: RegisterMap) -> LinkConfig:
         query_interval_s=tuya.query_interval_s,
         confirm_timeout_s=tuya.confirm_timeout_s,
         capture_path=device.capture,
+        module_mac=parse_mac(device.module_mac) if device.module_mac else None,
     )
     if tuya.heartbeat_interval_s is not None:
         config = dataclasses.replace(config, heartbeat_interval_s=tuya.heartbeat_interval_s)

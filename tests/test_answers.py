@@ -8,11 +8,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from conftest import PeerEnd, fast_config
 from waiting import eventually
 
+from gateway.config import load_config
+from gateway.errors import ConfigError
+from gateway.regmap.load import load_map
+from gateway.service import link_config
 from gateway.tuya.answers import UNANSWERED, RequestContext, answer_mcu_request
 from gateway.tuya.link import LinkConfig, McuLink
 from gateway.tuya.payloads import decode_gmt_time, decode_module_mac, derived_mac, parse_mac
@@ -21,6 +26,7 @@ from gateway.twin import running_twin
 
 MakeLink = Callable[[LinkConfig], McuLink]
 READY_S = 10.0
+DEFAULT_MAP = str(Path(__file__).resolve().parents[1] / "register_map.yaml")
 # What an MCU built on Tuya's MCU SDK v2.5.6 may send the module unasked (its command list,
 # less the module's own commands and the MCU's replies to them).
 SDK_REQUESTS = (
@@ -106,3 +112,20 @@ async def test_the_twin_hears_the_time_and_the_mac(make_link: MakeLink) -> None:
     await eventually(lambda: twin.heard.module_mac is not None, "the twin's MAC answer")
     assert twin.heard.gmt_time is not None
     assert twin.heard.module_mac == link.config.mac
+
+
+def test_gateway_yaml_sets_the_mac_per_device(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    devices = [
+        f"  - {{unit: 1, link: 'sim://', map: {DEFAULT_MAP}, module_mac: '02:aa:bb:cc:dd:ee'}}",
+        f"  - {{unit: 2, link: 'sim://family_b', map: {DEFAULT_MAP}}}",
+    ]
+    path.write_text("modbus: {tcp: {port: 0}}\ndevices:\n" + "\n".join(devices) + "\n")
+    config = load_config(str(path))
+    regmap = load_map(DEFAULT_MAP)
+    first, second = (link_config(device, regmap) for device in config.devices)
+    assert first.mac == bytes.fromhex("02aabbccddee")
+    assert second.mac == derived_mac("sim://family_b")
+    path.write_text(path.read_text().replace("02:aa:bb:cc:dd:ee", "02:aa:bb"))
+    with pytest.raises(ConfigError, match="module_mac"):
+        load_config(str(path))

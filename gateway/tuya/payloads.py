@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 __all__ = [
     "MAC_LEN",
+    "MAC_PATTERN",
     "ProductInfo",
     "decode_gmt_time",
     "decode_local_time",
@@ -23,6 +24,7 @@ __all__ = [
 ]
 
 MAC_LEN = 6
+MAC_PATTERN = r"^[0-9A-Fa-f]{2}([:-]?[0-9A-Fa-f]{2}){5}$"  # what parse_mac accepts
 _MAC_OK = 0x00
 _LOCALLY_ADMINISTERED = 0x02  # bit 1 of the first octet; bit 0 clear: unicast
 

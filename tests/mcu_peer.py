@@ -14,12 +14,12 @@ from waiting import eventually
 
 from gateway.tuya.protocol import VERSION_MCU, Command, DpValue, Frame, FrameDecoder, decode_dps
 
-__all__ = ["McuPeer", "PtyPeer", "TcpPeer", "eventually"]
+__all__ = ["PtyPeer", "ScriptedMcu", "TcpPeer", "eventually"]
 
 PRODUCT_JSON = b'{"p":"peer4testkey0001","v":"1.2.3","m":0}'
 
 
-class McuPeer:
+class ScriptedMcu:
     """Answers the handshake like a TuyaMCU; every knob is a plain attribute for tests."""
 
     def __init__(self, dps: list[DpValue] | None = None) -> None:
@@ -118,7 +118,7 @@ class McuPeer:
 class PtyPeer:
     """The peer on the master side of a raw pty pair; the link opens ``path``."""
 
-    def __init__(self, peer: McuPeer) -> None:
+    def __init__(self, peer: ScriptedMcu) -> None:
         self.peer = peer
         self._pty = PtyMaster(on_data=peer.feed)
         self.path = self.url = self._pty.path
@@ -150,7 +150,7 @@ class _PeerProtocol(asyncio.Protocol):
 class TcpPeer:
     """The peer behind a TCP server on 127.0.0.1; the link opens ``socket://`` ``url``."""
 
-    def __init__(self, peer: McuPeer) -> None:
+    def __init__(self, peer: ScriptedMcu) -> None:
         self.peer = peer
         self.url = ""
         self.connections = 0

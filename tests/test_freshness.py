@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PEER_DPS, fast_config
-from mcu_peer import McuPeer, TcpPeer
+from mcu_peer import ScriptedMcu, TcpPeer
 from pymodbus.client import AsyncModbusTcpClient
 from waiting import eventually
 
@@ -53,7 +53,7 @@ def test_default_heartbeats_notice_a_silent_or_rebooted_mcu_within_5_s() -> None
 
 @pytest.fixture
 async def tcp_peer() -> AsyncIterator[TcpPeer]:
-    peer = await TcpPeer(McuPeer(list(PEER_DPS))).open()
+    peer = await TcpPeer(ScriptedMcu(list(PEER_DPS))).open()
     yield peer
     await peer.close()
 

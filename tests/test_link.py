@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PEER_DPS, PeerEnd, fast_config
-from mcu_peer import McuPeer, TcpPeer, eventually
+from mcu_peer import ScriptedMcu, TcpPeer, eventually
 
 from gateway.errors import (
     ConfigError,
@@ -128,7 +128,7 @@ async def test_periodic_query_all(make_link: MakeLink, peer_end: PeerEnd) -> Non
 
 
 async def test_reconnects_after_the_tcp_bridge_drops(make_link: MakeLink) -> None:
-    tcp = await TcpPeer(McuPeer(list(PEER_DPS))).open()
+    tcp = await TcpPeer(ScriptedMcu(list(PEER_DPS))).open()
     try:
         link = await ready_link(make_link, PeerEnd(tcp.peer, tcp.url, tcp))
         tcp.drop()
@@ -139,7 +139,9 @@ async def test_reconnects_after_the_tcp_bridge_drops(make_link: MakeLink) -> Non
 
 
 # -- the MCU's own requests --------------------------------------------------------------------
-async def answer(peer: McuPeer, command: int, data: bytes = b"", reply: int | None = None) -> Frame:
+async def answer(
+    peer: ScriptedMcu, command: int, data: bytes = b"", reply: int | None = None
+) -> Frame:
     """Send an MCU request and return the gateway's answer (``reply`` command, default the same)."""
     return await peer.ask(command, data, reply)
 

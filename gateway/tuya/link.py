@@ -225,14 +225,13 @@ class McuLink:
         return exc is None and session.result()
 
     async def _handshake_and_supervise(self, channel: FrameChannel) -> bool:
-        timings = self.config.timings
-        await probe_mcu(channel, timings)
+        cfg = self.config
+        await probe_mcu(channel, cfg.timings)
         self._set_state(LinkState.HANDSHAKE)
         self._responder.cancel()
-        self.product_info = await run_handshake(channel, self.config.wifi_state, timings)
+        self.product_info = await run_handshake(channel, cfg.wifi_state, cfg.timings)
         self.stats.handshakes += 1
         self._set_state(LinkState.READY)
-        cfg = self.config
         return await watch_heartbeats(
             channel,
             cfg.heartbeat_interval_s,
@@ -294,5 +293,7 @@ class McuLink:
             self._spawn_keepalive(dp, interval_s)
 
     def _spawn_keepalive(self, dp: DpValue, interval_s: float) -> None:
-        ready = lambda: self.state is LinkState.READY  # noqa: E731 - a one-line predicate
-        self._spawn(keep_alive(ready, self._writes.send_unconfirmed, dp, interval_s))
+        self._spawn(keep_alive(self._is_ready, self._writes.send_unconfirmed, dp, interval_s))
+
+    def _is_ready(self) -> bool:
+        return self.state is LinkState.READY

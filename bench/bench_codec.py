@@ -70,9 +70,10 @@ async def handshake_s(url: str) -> float:
 
 
 async def handshake_over_pty(split_bytes: bool) -> float:
-    from gateway.twin.endpoints import McuTwin, close_pty, open_pty
+    from gateway.twin import McuTwin, TwinOptions
+    from gateway.twin.endpoints import close_pty, open_pty
 
-    twin = McuTwin("family_a", report_interval_s=0)
+    twin = McuTwin(TwinOptions(report_interval_s=0))
     twin.faults.split_bytes = split_bytes  # one byte per ~1.04 ms, as 9600 8N1 delivers them
     path = open_pty(twin)
     try:

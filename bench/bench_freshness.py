@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from benchlib import ROOT, free_port, gateway_args, pct, recv_adu, server, table, wait_ready_tcp
 
 sys.path.insert(0, str(ROOT / "tests"))
-from mcu_peer import McuPeer, PtyPeer  # tests/ is on sys.path: not a package
+from mcu_peer import PtyPeer, ScriptedMcu  # tests/ is on sys.path: not a package
 
 from gateway.tuya.protocol import Command, DpValue
 
@@ -40,7 +40,7 @@ WRITE_SPACING_S = 0.02
 
 
 class PeerThread:
-    """A McuPeer on a pty, run by an asyncio loop in a daemon thread."""
+    """A ScriptedMcu on a pty, run by an asyncio loop in a daemon thread."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
@@ -54,7 +54,7 @@ class PeerThread:
             DpValue.of_value(LEAKAGE_DP, 1),
             DpValue.of_bool(16, True),
         ]
-        self.peer = McuPeer(dps)
+        self.peer = ScriptedMcu(dps)
         self.pty: PtyPeer = self.call(lambda: PtyPeer(self.peer))
 
     def call(self, func: Callable[[], T]) -> T:

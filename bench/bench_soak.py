@@ -43,7 +43,7 @@ from soak_parts import (
 
 from gateway.service import GatewayService, Unit
 from gateway.tuya.link import LinkState, McuLink
-from gateway.twin.endpoints import McuTwin
+from gateway.twin import McuTwin, running_twin
 
 __all__ = [
     "Modbus",
@@ -80,7 +80,7 @@ class Soak:
         return any(snap.is_stale(dpid, MAX_AGE_S) for dpid in SOURCE_DPS)
 
     def twin(self) -> McuTwin:
-        twin = self.link.twin
+        twin = running_twin(self.link.config.url)
         assert twin is not None
         if not self.twins or self.twins[-1] is not twin:
             self.twins.append(twin)

@@ -13,7 +13,7 @@ from gateway.modbus.server import TcpListener
 from gateway.service import GatewayService
 from gateway.tuya.handshake import LinkTimings
 from gateway.tuya.protocol import DpValue
-from gateway.twin.endpoints import McuTwin
+from gateway.twin import McuTwin
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIRM_S = 1.0

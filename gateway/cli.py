@@ -25,7 +25,7 @@ from gateway.config import (
 )
 from gateway.errors import ConfigError, GatewayError
 from gateway.modbus.server import RtuListener, TcpListener
-from gateway.twin.families import VARIANTS
+from gateway.twin.options import add_twin_arguments, twin_options_from_args
 from gateway.web.options import add_cli_options as add_http_options
 from gateway.web.options import http_from_args
 
@@ -165,46 +165,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
 # -- simulate --------------------------------------------------------------------------------
 def _add_simulate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", default="tcp://127.0.0.1:6668", help="tcp://HOST:PORT or pty")
-    parser.add_argument("--variant", default="family_a", choices=sorted(VARIANTS))
-    parser.add_argument("--product-key", help="product key the twin reports")
-    parser.add_argument("--load", type=float, default=1.0, metavar="A", help="load current, A")
-    parser.add_argument("--voltage", type=float, default=230.0, metavar="V", help="mains, V")
-    parser.add_argument("--report-interval", type=float, default=5.0, metavar="S")
-    parser.add_argument("--motor-time", type=float, default=0.8, metavar="S")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--no-wifi-gate", action="store_true", help="accept DP commands before WiFi state 4"
-    )
-    faults = parser.add_argument_group("fault injection")
-    faults.add_argument("--garbage", action="store_true", help="noise bytes before each frame")
-    faults.add_argument("--bad-checksum", type=float, default=0.0, metavar="P")
-    faults.add_argument("--drop-replies", type=float, default=0.0, metavar="P")
-    faults.add_argument("--delay", type=float, default=0.0, metavar="S")
-    faults.add_argument("--split-bytes", action="store_true", help="one byte per write")
+    add_twin_arguments(parser)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from gateway.twin.endpoints import TwinOptions, twin_from_options
+    from gateway.twin.mcu import McuTwin
 
-    options = TwinOptions(
-        variant=args.variant,
-        product_key=args.product_key,
-        seed=args.seed,
-        report_interval_s=args.report_interval,
-        motor_time_s=args.motor_time,
-        require_wifi_state=not args.no_wifi_gate,
-        voltage_v=args.voltage,
-        current_a=args.load,
-        garbage=args.garbage,
-        bad_checksum=args.bad_checksum,
-        drop_replies=args.drop_replies,
-        delay_s=args.delay,
-        split_bytes=args.split_bytes,
-    )
+    options = twin_options_from_args(args)
     listen = parse_listen(args.listen)
 
     async def work(stop: asyncio.Event) -> int:
-        twin = twin_from_options(options)  # one breaker for every connection: its state lives on
+        twin = McuTwin(options)  # one breaker for every connection: its state lives on
         return await serve_peer(listen, lambda: twin, stop)
 
     return run_until_signalled(work)
@@ -311,7 +282,9 @@ def _cmd_sniff(args: argparse.Namespace) -> int:
         sniff.print_capture(args.file, sys.stdout)
         return EXIT_OK
     if args.replay:
-        peer = sniff.ReplayPeer.from_file(args.replay)
+        from gateway.twin.replay import ReplayPeer
+
+        peer = ReplayPeer.from_file(args.replay)
         listen = parse_listen(args.listen)
         return run_until_signalled(lambda stop: serve_peer(listen, lambda: peer, stop))
     taps = {"rx": args.rx_mcu} if args.rx_mcu else {}

@@ -13,6 +13,7 @@ from typing import Any
 from gateway.errors import ConfigError
 from gateway.modbus.server import RtuListener, TcpListener
 from gateway.regmap.yaml_schema import Bool, Checked, Int, Key, ListOf, Num, Str, check_yaml, obj
+from gateway.tuya.payloads import MAC_PATTERN
 from gateway.web.options import HTTP_SCHEMA, HttpListener, http_from_yaml
 
 __all__ = [
@@ -50,6 +51,7 @@ _DEVICE = obj(
     map=Str(description="register map, relative to this file"),
     baudrate=_BAUD,
     capture=Str(description="JSON-lines capture of the TuyaMCU traffic"),
+    module_mac=Str(pattern=MAC_PATTERN, description="MAC answered to 0x2D; default: from link"),
 )
 CONFIG_SCHEMA = obj(
     "tuya-modbus-gateway gateway.yaml",
@@ -79,6 +81,7 @@ class DeviceConfig:
     map_path: str = "register_map.yaml"
     baudrate: int | None = None
     capture: str | None = None
+    module_mac: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -130,6 +133,7 @@ def _devices(checked: Checked, items: list[Any], base_dir: str) -> tuple[DeviceC
                 map_path=_resolve(base_dir, item.get("map", "register_map.yaml")) or "",
                 baudrate=item.get("baudrate"),
                 capture=_resolve(base_dir, item.get("capture")),
+                module_mac=item.get("module_mac"),
             )
         )
     return tuple(devices)

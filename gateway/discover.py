@@ -17,19 +17,16 @@ from typing import Any, TextIO
 
 import yaml
 
+from gateway.tuya.layouts import PHASE_A, decode_records
 from gateway.tuya.protocol import DpType, DpValue, ProductInfo
 from gateway.twin.families import VARIANTS, DpSpec, Role
-from gateway.unit.dp_codecs import decode_records
 
 __all__ = ["SeenDp", "discover", "draft_map", "guess", "render_seen"]
 
 _LOGGER = logging.getLogger(__name__)
 _HANDSHAKE_TIMEOUT_S = 15.0
-# The phase_a layout of both known families (vectors file): name, offset, size, scale, unit.
-_PHASE_LAYOUT = (("voltage", 0, 2, -1, "V"), ("current", 2, 3, -3, "A"), ("power", 5, 3, 0, "W"))
 _PHASE_FIELDS = {
-    name: {"offset": offset, "size": size, "scale": scale, "unit": unit}
-    for name, offset, size, scale, unit in _PHASE_LAYOUT
+    f.name: {"offset": f.offset, "size": f.size, "scale": f.scale, "unit": f.unit} for f in PHASE_A
 }
 
 
@@ -95,10 +92,7 @@ def _decoded(dp: DpValue) -> str:
     spec = guess(dp)
     role = spec.role if spec is not None else None
     if role is Role.PHASE_A and len(dp.payload) >= 8:
-        return " ".join(
-            f"{int.from_bytes(dp.payload[offset : offset + size], 'big') * 10.0**scale:g} {unit}"
-            for _name, offset, size, scale, unit in _PHASE_LAYOUT
-        )
+        return " ".join(f"{(f.read(dp.payload) or 0) * 10.0**f.scale:g} {f.unit}" for f in PHASE_A)
     if role is Role.ALARM_SET:
         records, rest = decode_records(dp.payload)
         shown = " ".join(f"[{r.rid} {'on' if r.enabled else 'off'} {r.value}]" for r in records)

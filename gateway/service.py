@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import gateway.twin  # noqa: F401 - registers the sim:// link scheme
 from gateway.config import DeviceConfig, GatewayConfig
 from gateway.errors import ConfigError
 from gateway.modbus.server import ModbusService
@@ -20,6 +21,7 @@ from gateway.modbus.server import UnitBackend as ServedUnit
 from gateway.regmap.load import load_map
 from gateway.regmap.specs import RegisterMap
 from gateway.tuya.link import LinkConfig, LinkState, McuLink
+from gateway.tuya.payloads import parse_mac
 from gateway.unit.backend import StatusValues, UnitBackend
 from gateway.unit.cache import DatapointCache
 
@@ -54,6 +56,7 @@ def link_config(device: DeviceConfig, register_map: RegisterMap) -> LinkConfig:
         query_interval_s=tuya.query_interval_s,
         confirm_timeout_s=tuya.confirm_timeout_s,
         capture_path=device.capture,
+        module_mac=parse_mac(device.module_mac) if device.module_mac else None,
     )
     if tuya.heartbeat_interval_s is not None:
         config = dataclasses.replace(config, heartbeat_interval_s=tuya.heartbeat_interval_s)
@@ -102,7 +105,7 @@ class GatewayService:
 
     def _build_unit(self, device: DeviceConfig, register_map: RegisterMap) -> Unit:
         link = McuLink(link_config(device, register_map))
-        cache = DatapointCache()
+        cache = DatapointCache(types={d.dpid: d.dp_type for d in register_map.datapoints.values()})
         backend = UnitBackend(
             register_map,
             cache,

@@ -1,4 +1,6 @@
-"""Field tools that read TuyaMCU traffic: capture files, passive UART taps, and capture replay.
+"""Field tools that read TuyaMCU traffic: capture files and passive UART taps.
+
+Capture replay is the twin's (:class:`gateway.twin.replay.ReplayPeer`).
 
 Directions are tagged from the wire's point of view: ``MCU`` for frames the breaker's MCU sent,
 ``WIFI`` for frames the WiFi side (the stock module or this gateway) sent.
@@ -12,15 +14,13 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from gateway.tuya.capture import CaptureRecord, read_capture
-from gateway.tuya.protocol import Command, Frame, FrameDecoder
+from gateway.tuya.capture import read_capture
+from gateway.tuya.protocol import LINE_IDLE_S, Command, Frame, FrameDecoder
 
-__all__ = ["ReplayPeer", "format_frame", "print_capture", "sniff_link", "sniff_passive"]
+__all__ = ["format_frame", "print_capture", "sniff_link", "sniff_passive"]
 
 _LOGGER = logging.getLogger(__name__)
 
-# At 9600 baud a byte takes ~1 ms; 50 ms of silence means any half frame will never complete.
-_LINE_IDLE_S = 0.05
 _TAGS = {"rx": "MCU ", "tx": "WIFI"}
 
 
@@ -73,7 +73,7 @@ async def _tap(device: str, direction: str, baud: int, emit: Callable[[str, Fram
     decoder = FrameDecoder()
     while True:
         try:
-            async with asyncio.timeout(_LINE_IDLE_S):
+            async with asyncio.timeout(LINE_IDLE_S):
                 data = await reader.read(512)
         except TimeoutError:
             for frame in decoder.flush():
@@ -94,67 +94,3 @@ async def sniff_passive(taps: dict[str, str], baud: int, out: TextIO) -> None:
         print(format_frame(direction, frame, time.monotonic() - start), file=out, flush=True)
 
     await asyncio.gather(*(_tap(dev, direction, baud, emit) for direction, dev in taps.items()))
-
-
-class ReplayPeer:
-    """An MCU peer that answers each WiFi-side frame with the MCU frames recorded after it.
-
-    The capture is cut into answer groups: the MCU frames between one WiFi frame and the
-    next belong to that WiFi frame's command. Each command's groups are played in order and
-    the last one repeats (heartbeats go on for ever). MCU frames recorded before the first
-    WiFi frame are sent on connect.
-    """
-
-    def __init__(self, records: list[CaptureRecord]) -> None:
-        self._opening: list[Frame] = []
-        self._groups: dict[int, list[list[Frame]]] = {}
-        current = self._opening
-        for item in records:
-            if item.direction == "tx":
-                current = []
-                self._groups.setdefault(item.frame.command, []).append(current)
-            else:
-                current.append(item.frame)
-        self._played: dict[int, int] = {}
-        self._send: Callable[[bytes], None] | None = None
-        self._decoder = FrameDecoder()
-        self.received: list[Frame] = []
-
-    @classmethod
-    def from_file(cls, path: str) -> ReplayPeer:
-        return cls(list(read_capture(path)))
-
-    @property
-    def commands(self) -> list[int]:
-        """The WiFi-side commands this capture can answer."""
-        return sorted(self._groups)
-
-    def connection_made(self, send: Callable[[bytes], None]) -> None:
-        self._send = send
-        self._decoder = FrameDecoder()
-        self._played.clear()
-        self._write(self._opening)
-
-    def data_received(self, data: bytes) -> None:
-        self._decoder.feed(data)
-        for frame in self._decoder:
-            self.received.append(frame)
-            self._write(self._answer(frame.command))
-
-    def connection_lost(self, send: Callable[[bytes], None] | None = None) -> None:
-        """The line is gone; with ``send``, only if that is still the line in use."""
-        if send is None or send == self._send:
-            self._send = None
-
-    def _answer(self, command: int) -> list[Frame]:
-        groups = self._groups.get(command)
-        if not groups:
-            _LOGGER.debug("replay: nothing recorded for command 0x%02X", command)
-            return []
-        index = self._played.get(command, 0)
-        self._played[command] = index + 1
-        return groups[min(index, len(groups) - 1)]
-
-    def _write(self, frames: list[Frame]) -> None:
-        if self._send is not None and frames:
-            self._send(b"".join(frame.encode() for frame in frames))

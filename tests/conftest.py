@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from mcu_peer import McuPeer, PtyPeer, TcpPeer
+from mcu_peer import PtyPeer, ScriptedMcu, TcpPeer
 
+import gateway.twin  # noqa: F401 - registers the sim:// link scheme
 from gateway.tuya.handshake import LinkTimings
 from gateway.tuya.link import LinkConfig, McuLink
 from gateway.tuya.protocol import DpValue
@@ -51,7 +52,7 @@ def fast_config(url: str, **overrides: Any) -> LinkConfig:
 class PeerEnd:
     """A scripted MCU and the URL the link opens to reach it."""
 
-    peer: McuPeer
+    peer: ScriptedMcu
     url: str
     transport: PtyPeer | TcpPeer
 
@@ -59,7 +60,7 @@ class PeerEnd:
 @pytest.fixture(params=["pty", "tcp"])
 async def peer_end(request: pytest.FixtureRequest) -> AsyncIterator[PeerEnd]:
     """A scripted MCU over a real pty pair, then over a real TCP socket."""
-    peer = McuPeer(list(PEER_DPS))
+    peer = ScriptedMcu(list(PEER_DPS))
     if request.param == "pty":
         pty_peer = PtyPeer(peer)
         yield PeerEnd(peer, pty_peer.url, pty_peer)

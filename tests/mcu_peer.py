@@ -1,35 +1,29 @@
-"""A small scripted MCU for link tests, reachable over a real pty pair or a real TCP socket."""
+"""The tests' scripted MCU, reachable over a real pty pair or a real TCP socket.
+
+The shipped twin (:mod:`gateway.twin`) is the MCU with physics; this one is the MCU a test
+scripts frame by frame (ignored heartbeats, low-power version, unconfirmed writes...).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import tty
 from collections.abc import Callable
 
-from gateway.tuya.protocol import Command, DpValue, Frame, FrameDecoder, decode_dps
+from serial_line import PtyMaster
+from waiting import eventually
 
-__all__ = ["McuPeer", "PtyPeer", "TcpPeer", "eventually"]
+from gateway.tuya.protocol import VERSION_MCU, Command, DpValue, Frame, FrameDecoder, decode_dps
+
+__all__ = ["PtyPeer", "ScriptedMcu", "TcpPeer", "eventually"]
 
 PRODUCT_JSON = b'{"p":"peer4testkey0001","v":"1.2.3","m":0}'
 
 
-async def eventually(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    """Wait until ``predicate()`` holds; fail the test after ``timeout_s``."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout_s
-    while not predicate():
-        if loop.time() > end:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(0.005)
-
-
-class McuPeer:
+class ScriptedMcu:
     """Answers the handshake like a TuyaMCU; every knob is a plain attribute for tests."""
 
     def __init__(self, dps: list[DpValue] | None = None) -> None:
-        self.version = 0x03
+        self.version = VERSION_MCU
         self.product = PRODUCT_JSON
         self.notice: bytes | None = None  # sent as 0x37 right after the product info
         self.working_mode = b""
@@ -71,7 +65,15 @@ class McuPeer:
 
     def request(self, command: int, data: bytes = b"") -> None:
         """Send an MCU-side request (0x1C, 0x24, 0x22...) to the gateway."""
-        self.send_bytes(Frame(command, data, 0x03).encode())
+        self.send_bytes(Frame(command, data, VERSION_MCU).encode())
+
+    async def ask(self, command: int, data: bytes = b"", reply: int | None = None) -> Frame:
+        """Send an MCU request; the gateway's answer (``reply`` command, default the same)."""
+        reply = command if reply is None else reply
+        before = len(self.frames(reply))
+        self.request(command, data)
+        await eventually(lambda: len(self.frames(reply)) > before, f"an answer to 0x{command:02X}")
+        return self.frames(reply)[before]
 
     def report(self, *dps: DpValue) -> None:
         for dp in dps:
@@ -116,29 +118,15 @@ class McuPeer:
 class PtyPeer:
     """The peer on the master side of a raw pty pair; the link opens ``path``."""
 
-    def __init__(self, peer: McuPeer) -> None:
+    def __init__(self, peer: ScriptedMcu) -> None:
         self.peer = peer
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        self._master, self._slave = master, slave  # the slave stays open: no EIO on the master
-        self.path = os.ttyname(slave)
-        self.url = self.path
-        asyncio.get_running_loop().add_reader(master, self._readable)
-        peer.attach(self._write)
-
-    def _readable(self) -> None:
-        with contextlib.suppress(BlockingIOError, InterruptedError):
-            self.peer.feed(os.read(self._master, 4096))
-
-    def _write(self, data: bytes) -> None:
-        os.write(self._master, data)
+        self._pty = PtyMaster(on_data=peer.feed)
+        self.path = self.url = self._pty.path
+        peer.attach(self._pty.write)
 
     def close(self) -> None:
         self.peer.attach(None)
-        asyncio.get_running_loop().remove_reader(self._master)
-        os.close(self._master)
-        os.close(self._slave)
+        self._pty.close()
 
 
 class _PeerProtocol(asyncio.Protocol):
@@ -162,7 +150,7 @@ class _PeerProtocol(asyncio.Protocol):
 class TcpPeer:
     """The peer behind a TCP server on 127.0.0.1; the link opens ``socket://`` ``url``."""
 
-    def __init__(self, peer: McuPeer) -> None:
+    def __init__(self, peer: ScriptedMcu) -> None:
         self.peer = peer
         self.url = ""
         self.connections = 0

@@ -1,4 +1,5 @@
-"""The master's side of a raw pty pair: what a Modbus master writes to and reads from the bus."""
+"""The tests' one pty helper: the master side of a raw pty pair, whose slave ``path`` the gateway
+opens. A Modbus master reads and writes the bus through it; a scripted MCU takes its bytes."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import tty
+from collections.abc import Callable
 
 __all__ = ["PtyMaster"]
 
@@ -13,7 +15,8 @@ __all__ = ["PtyMaster"]
 class PtyMaster:
     """The bus side of a pseudo-terminal; ``path`` is the slave end the gateway opens."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_data: Callable[[bytes], None] | None = None) -> None:
+        self._on_data = on_data  # set: received bytes go there instead of to read()
         self.fd, self._slave = os.openpty()
         tty.setraw(self._slave)
         self.path = os.ttyname(self._slave)
@@ -24,7 +27,11 @@ class PtyMaster:
 
     def _readable(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
-            self._data += os.read(self.fd, 4096)
+            data = os.read(self.fd, 4096)
+            if self._on_data is not None:
+                self._on_data(data)
+                return
+            self._data += data
             self._event.set()
 
     def write(self, data: bytes) -> None:

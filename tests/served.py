@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from pymodbus.client import AsyncModbusTcpClient
+from waiting import TIMEOUT_S, eventually
 
 from gateway.config import GatewayConfig
 from gateway.service import GatewayService
-from gateway.twin.endpoints import McuTwin
+from gateway.twin import McuTwin, running_twin
 
 __all__ = ["TIMEOUT_S", "Served", "eventually", "start_served"]
-
-TIMEOUT_S = 15.0
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = TIMEOUT_S
-) -> None:
-    """Wait until ``check()`` is true; fail after ``timeout_s``."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 class Served:
@@ -36,7 +22,7 @@ class Served:
         self.client = client
 
     def twin(self, unit: int = 1) -> McuTwin:
-        twin = self.service.units[unit].link.twin
+        twin = running_twin(self.service.units[unit].link.config.url)
         assert twin is not None
         return twin
 

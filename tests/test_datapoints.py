@@ -108,7 +108,7 @@ async def test_wait_for_report_gets_the_next_report() -> None:
     assert not waiter.done()
     cache.update(DpValue.of_bool(16, False))
     assert await waiter == DpValue.of_bool(16, False)
-    assert cache._waiters == {}
+    assert cache.waiting == 0
 
 
 async def test_two_waiters_on_one_dp() -> None:
@@ -126,7 +126,7 @@ async def test_wait_for_report_times_out() -> None:
         await cache.wait_for_report(16, 0.01)
     with pytest.raises(TimeoutError):
         await cache.wait_for_report(16, 0.01)
-    assert cache._waiters == {}
+    assert cache.waiting == 0
 
 
 async def test_cancelled_waiter_is_removed() -> None:
@@ -136,7 +136,7 @@ async def test_cancelled_waiter_is_removed() -> None:
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
-    assert cache._waiters == {}
+    assert cache.waiting == 0
     cache.update(DpValue.of_bool(16, True))  # no waiter left to wake: must not raise
 
 
@@ -150,4 +150,4 @@ async def test_cancellation_that_meets_a_report_is_not_swallowed() -> None:
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
-    assert cache._waiters == {}
+    assert cache.waiting == 0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PEER_DPS, PeerEnd, fast_config
-from mcu_peer import McuPeer, TcpPeer, eventually
+from mcu_peer import ScriptedMcu, TcpPeer, eventually
 
 from gateway.errors import (
     ConfigError,
@@ -22,6 +22,7 @@ from gateway.errors import (
 from gateway.tuya.capture import read_capture
 from gateway.tuya.link import LinkConfig, LinkState, McuLink
 from gateway.tuya.protocol import Command, DpValue, Frame, decode_local_time, encode_dps
+from gateway.twin import running_twin
 
 MakeLink = Callable[[LinkConfig], McuLink]
 READY_S = 10.0
@@ -127,7 +128,7 @@ async def test_periodic_query_all(make_link: MakeLink, peer_end: PeerEnd) -> Non
 
 
 async def test_reconnects_after_the_tcp_bridge_drops(make_link: MakeLink) -> None:
-    tcp = await TcpPeer(McuPeer(list(PEER_DPS))).open()
+    tcp = await TcpPeer(ScriptedMcu(list(PEER_DPS))).open()
     try:
         link = await ready_link(make_link, PeerEnd(tcp.peer, tcp.url, tcp))
         tcp.drop()
@@ -138,13 +139,11 @@ async def test_reconnects_after_the_tcp_bridge_drops(make_link: MakeLink) -> Non
 
 
 # -- the MCU's own requests --------------------------------------------------------------------
-async def answer(peer: McuPeer, command: int, data: bytes = b"", reply: int | None = None) -> Frame:
+async def answer(
+    peer: ScriptedMcu, command: int, data: bytes = b"", reply: int | None = None
+) -> Frame:
     """Send an MCU request and return the gateway's answer (``reply`` command, default the same)."""
-    reply = command if reply is None else reply
-    before = len(peer.frames(reply))
-    peer.request(command, data)
-    await eventually(lambda: len(peer.frames(reply)) > before)
-    return peer.frames(reply)[before]
+    return await peer.ask(command, data, reply)
 
 
 async def test_answers_time_rssi_and_network_status(make_link: MakeLink, peer_end: PeerEnd) -> None:
@@ -378,10 +377,10 @@ async def test_handshake_and_switch_against_the_sim_twin(make_link: MakeLink) ->
     seen = reports_of(link)
     await link.start()
     await link.wait_ready(READY_S)
-    twin = link.twin
+    twin = running_twin(link.config.url)
     assert twin is not None
     assert twin.wifi_state == 4
-    assert twin.local_time is not None  # the twin asks for the time once WiFi state 4 is set
+    assert twin.heard.local_time is not None  # the twin asks for the time once WiFi state 4 is set
     assert {dp.dpid for dp in seen} >= {1, 16}
     target = not twin.switch_on
     assert (await link.write_dp(DpValue.of_bool(16, target))).value is target

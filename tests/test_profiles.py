@@ -21,7 +21,7 @@ from gateway.modbus.server import TcpListener
 from gateway.modbus.tables import Table
 from gateway.regmap.load import load_map, map_json_schema, parse_map
 from gateway.regmap.specs import RegisterMap
-from gateway.twin.endpoints import McuTwin
+from gateway.twin import McuTwin, running_twin
 from gateway.twin.families import Protection
 from gateway.unit.cache import DatapointCache
 from gateway.unit.values import read_source
@@ -242,7 +242,7 @@ async def serve() -> AsyncIterator[Callable[[str, str], Awaitable[Served]]]:
         service = served.service
 
         async def twin_made() -> bool:
-            return service.units[1].link.twin is not None
+            return running_twin(service.units[1].link.config.url) is not None
 
         await eventually(twin_made, "the sim link's twin")
         return served

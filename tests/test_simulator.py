@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 import serial_asyncio_fast
+from waiting import eventually
 
 from gateway.errors import ConfigError
 from gateway.tuya.handshake import LinkTimings
+from gateway.tuya.layouts import AlarmRecord, decode_records, encode_records
 from gateway.tuya.link import LinkConfig, LinkState, McuLink
 from gateway.tuya.protocol import (
     Command,
@@ -21,17 +23,9 @@ from gateway.tuya.protocol import (
     decode_dps,
     encode_dps,
 )
-from gateway.twin.endpoints import (
-    McuTwin,
-    PtyEndpoint,
-    TwinOptions,
-    open_pty_endpoint,
-    open_sim_link,
-    parse_sim_url,
-    serve_tcp,
-)
+from gateway.twin import McuTwin, TwinOptions, open_sim_link, parse_sim_url, running_twin
+from gateway.twin.endpoints import PtyEndpoint, open_pty_endpoint, serve_tcp
 from gateway.twin.families import FAMILY_A, FAMILY_B, Protection
-from gateway.twin.physics import AlarmRecord, decode_alarm_records, encode_alarm_records
 
 TIMEOUT_S = 5.0
 FAST = "report_interval=0&motor_time=0.05&noise=0"
@@ -61,7 +55,6 @@ class Collector(asyncio.Protocol):
         self.chunks: list[bytes] = []
         self.arrivals: list[float] = []
         self.transport: asyncio.Transport | None = None
-        self._changed = asyncio.Event()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -73,7 +66,6 @@ class Collector(asyncio.Protocol):
         for frame in self.decoder:
             self.frames.append(frame)
             self.arrivals.append(asyncio.get_running_loop().time())
-        self._changed.set()
 
     def send(self, frame: Frame) -> None:
         assert self.transport is not None
@@ -89,11 +81,7 @@ class Collector(asyncio.Protocol):
         return found
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
-        async with asyncio.timeout(TIMEOUT_S):
-            while not predicate():
-                self._changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), 0.05)
+        await eventually(predicate, "frames from the twin", TIMEOUT_S)
 
     async def request(self, frame: Frame, command: int | None = None) -> Frame:
         """Send ``frame`` and wait for the next frame with ``command`` (default: the same)."""
@@ -162,9 +150,7 @@ async def pty_pair(query: str = FAST, variant: str = "family_a") -> AsyncIterato
 
 
 def _twin(options: TwinOptions) -> McuTwin:
-    from gateway.twin.endpoints import twin_from_options
-
-    return twin_from_options(options)
+    return McuTwin(options)
 
 
 PAIRS = {"sim": sim_pair, "tcp": tcp_pair, "pty": pty_pair}
@@ -213,8 +199,8 @@ async def test_answer_to_the_time_request_is_recorded() -> None:
         await handshake(gw)
         gw.send(Frame(Command.LOCAL_TIME, bytes.fromhex("01180B14090D1403")))
         await gw.sync()
-        assert twin.local_time is not None
-        assert (twin.local_time.year, twin.local_time.minute) == (2024, 13)
+        assert twin.heard.local_time is not None
+        assert (twin.heard.local_time.year, twin.heard.local_time.minute) == (2024, 13)
 
 
 async def test_query_all_family_b_reports_each_dp_once() -> None:
@@ -316,7 +302,7 @@ async def test_family_a_leakage_trips_once_enabled_through_alarm_set_1() -> None
         await gw.sync()
         assert twin.switch_on  # the vectors' dp17 has leakage protection off
         twin.set_leakage(0.0)
-        records = encode_alarm_records([AlarmRecord(4, True, 30), AlarmRecord(7, True, 5)])
+        records = encode_records([AlarmRecord(4, True, 30), AlarmRecord(7, True, 5)])
         await gw.request(dp_command(DpValue.of_raw(17, records)), Command.DP_REPORT)
         assert gw.reports(17)[0].payload == records  # the unknown id 7 is kept
         assert twin.thresholds[Protection.LEAKAGE].enabled
@@ -329,15 +315,15 @@ async def test_family_a_leakage_trips_once_enabled_through_alarm_set_1() -> None
 async def test_alarm_set_2_write_merges_records_and_moves_the_limit() -> None:
     async with sim_pair() as (gw, twin):
         await handshake(gw)
-        written = encode_alarm_records([AlarmRecord(1, True, 20), AlarmRecord(9, False, 77)])
+        written = encode_records([AlarmRecord(1, True, 20), AlarmRecord(9, False, 77)])
         await gw.request(dp_command(DpValue.of_raw(18, written)), Command.DP_REPORT)
-        stored = decode_alarm_records(gw.reports(18)[0].payload)
-        assert stored == [
+        stored, _ = decode_records(gw.reports(18)[0].payload)
+        assert stored == (
             AlarmRecord(1, True, 20),
             AlarmRecord(3, True, 250),
             AlarmRecord(4, True, 170),
             AlarmRecord(9, False, 77),
-        ]
+        )
         assert twin.thresholds[Protection.OVER_CURRENT].limit == 20
         twin.set_load(21.0)
         await gw.wait_for(lambda: bool(gw.reports(9)))
@@ -454,7 +440,7 @@ async def test_energy_integrates_only_while_closed() -> None:
 
 async def test_measurement_noise_is_seeded() -> None:
     def readings(seed: int) -> list[bytes]:
-        twin = McuTwin(seed=seed)
+        twin = McuTwin(TwinOptions(seed=seed))
         return [twin.dp_value(6).payload for _ in range(5)]  # type: ignore[union-attr]
 
     assert readings(3) == readings(3)
@@ -572,7 +558,7 @@ async def test_mcu_requests_match_the_vectors_and_answers_are_recorded() -> None
         gw.send(Frame(Command.RSSI, b"\xc9"))
         gw.send(Frame(Command.NETWORK_STATUS, b"\x04"))
         await gw.sync()
-        assert (twin.rssi_dbm, twin.network_status) == (-55, 4)
+        assert (twin.heard.rssi_dbm, twin.heard.network_status) == (-55, 4)
 
 
 # -- URLs --------------------------------------------------------------------------------------
@@ -598,7 +584,7 @@ async def test_one_twin_shared_by_tcp_connections_survives_a_closed_one() -> Non
             lost.append(send)
             super().connection_lost(send)
 
-    twin = Twin(report_interval_s=0)
+    twin = Twin(TwinOptions(report_interval_s=0))
     server = await serve_tcp("127.0.0.1", 0, lambda: twin)
     port = server.sockets[0].getsockname()[1]
     loop = asyncio.get_running_loop()
@@ -621,7 +607,7 @@ async def test_one_twin_shared_by_tcp_connections_survives_a_closed_one() -> Non
 # -- a real McuLink against the twin ----------------------------------------------------------
 @pytest.mark.parametrize("kind", ["sim", "tcp", "pty"])
 async def test_mcu_link_handshake_against_the_twin(kind: str) -> None:
-    twin = McuTwin(report_interval_s=0, motor_time_s=0.05, noise=0)
+    twin = McuTwin(TwinOptions(report_interval_s=0, motor_time_s=0.05, noise=0))
     server: asyncio.Server | None = None
     endpoint: PtyEndpoint | None = None
     if kind == "sim":
@@ -638,9 +624,8 @@ async def test_mcu_link_handshake_against_the_twin(kind: str) -> None:
     await link.start()
     try:
         await link.wait_ready(TIMEOUT_S)
-        if link.twin is not None:
-            twin = link.twin
-        assert kind != "sim" or link.twin is not None
+        twin = running_twin(url) or twin
+        assert kind != "sim" or running_twin(url) is not None
         assert link.product_info is not None
         assert link.product_info.product_key == FAMILY_A.product_key
         assert twin.wifi_state == 4
@@ -648,7 +633,7 @@ async def test_mcu_link_handshake_against_the_twin(kind: str) -> None:
         confirmed = await link.write_dp(DpValue.of_bool(16, False))
         assert confirmed == DpValue.of_bool(16, False)
         assert not twin.switch_on
-        assert twin.local_time is not None  # the link answered the twin's 0x1C
+        assert twin.heard.local_time is not None  # the link answered the twin's 0x1C
         ready_again = asyncio.Event()
 
         def on_state(state: LinkState) -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from bench_modules import load_bench
 
+from gateway.twin import running_twin
+
 SOAK_S = 12.0
 
 
@@ -29,7 +31,7 @@ async def test_late_commands_check_catches_a_late_switch(tmp_path: Path) -> None
     """The soak's invariant check itself: a command after the window is reported."""
     service = await bench.start_service(bench.soak_map(tmp_path))
     try:
-        twin = service.units[1].link.twin
+        twin = running_twin(service.units[1].link.config.url)
         loop = asyncio.get_running_loop()
         start = loop.time()
         client = await bench.Modbus.open(service.tcp_port)
@@ -46,7 +48,7 @@ async def test_late_commands_check_catches_a_late_switch(tmp_path: Path) -> None
 async def test_switch_write_queued_behind_another_is_never_sent_late(tmp_path: Path) -> None:
     service = await bench.start_service(bench.soak_map(tmp_path))
     try:
-        twin = service.units[1].link.twin
+        twin = running_twin(service.units[1].link.config.url)
         twin.wifi_state = 1  # the MCU keeps heartbeating but ignores DP commands
         loop = asyncio.get_running_loop()
         writes: list[object] = []

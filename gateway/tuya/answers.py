@@ -1,10 +1,11 @@
 """The WiFi module's answers to the MCU's own requests.
 
-The MCU asks for local time (0x1C), RSSI (0x24), network status (0x2B), sends sync reports
-(0x22) and extended-service frames (0x34), resets WiFi (0x04/0x05), runs a WiFi test (0x0E)
-and announces features (0x37). :func:`answer_mcu_request` decides the answers with no I/O;
-:class:`McuResponder` sends them and walks the WiFi state back up after a reset. Every
-answer goes out with version 0x00.
+The MCU asks for local time (0x1C), GMT time (0x0C), RSSI (0x24), network status (0x2B) and
+the module's MAC (0x2D), sends sync reports (0x22) and extended-service frames (0x34),
+resets WiFi (0x04/0x05), runs a WiFi test (0x0E) and announces features (0x37).
+:func:`answer_mcu_request` decides the answers with no I/O; :class:`McuResponder` sends them,
+walks the WiFi state back up after a reset, and logs once per command what it leaves
+unanswered (:data:`UNANSWERED` says why). Every answer goes out with version 0x00.
 """
 
 from __future__ import annotations
@@ -16,16 +17,27 @@ from collections.abc import Callable
 from datetime import datetime
 
 from gateway.tuya.channel import FrameChannel
-from gateway.tuya.protocol import Command, DpValue, Frame, decode_dps, encode_local_time
+from gateway.tuya.link_config import LinkConfig
+from gateway.tuya.protocol import (
+    Command,
+    DpValue,
+    Frame,
+    decode_dps,
+    encode_gmt_time,
+    encode_local_time,
+    encode_module_mac,
+)
 
 __all__ = [
     "EXT_RECORD_REPORT",
     "EXT_TIME_LEN",
+    "UNANSWERED",
     "WIFI_STATES_AFTER_RESET",
     "McuRequestOutcome",
     "McuResponder",
     "RequestContext",
     "answer_mcu_request",
+    "unanswered_reason",
 ]
 
 _LOGGER = logging.getLogger(__name__)
@@ -40,11 +52,12 @@ WIFI_STATES_AFTER_RESET = (2, 3)  # connected to the router, then to the cloud (
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RequestContext:
-    """What the answers depend on: the module's current WiFi state, RSSI and clock."""
+    """What the answers depend on: the module's WiFi state, RSSI, clock (aware) and MAC."""
 
     wifi_state: int
     rssi_dbm: int
     now: datetime | None
+    mac: bytes = bytes(6)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -59,6 +72,14 @@ class McuRequestOutcome:
 
 def _local_time(frame: Frame, ctx: RequestContext) -> McuRequestOutcome:
     return McuRequestOutcome(replies=(Frame(Command.LOCAL_TIME, encode_local_time(ctx.now)),))
+
+
+def _gmt_time(frame: Frame, ctx: RequestContext) -> McuRequestOutcome:
+    return McuRequestOutcome(replies=(Frame(Command.GMT_TIME, encode_gmt_time(ctx.now)),))
+
+
+def _module_mac(frame: Frame, ctx: RequestContext) -> McuRequestOutcome:
+    return McuRequestOutcome(replies=(Frame(Command.MODULE_MAC, encode_module_mac(ctx.mac)),))
 
 
 def _rssi(frame: Frame, ctx: RequestContext) -> McuRequestOutcome:
@@ -116,6 +137,8 @@ def _module_notice(frame: Frame, ctx: RequestContext) -> McuRequestOutcome:
 _Handler = Callable[[Frame, RequestContext], McuRequestOutcome]
 _HANDLERS: dict[int, _Handler] = {
     Command.LOCAL_TIME: _local_time,
+    Command.GMT_TIME: _gmt_time,
+    Command.MODULE_MAC: _module_mac,
     Command.RSSI: _rssi,
     Command.NETWORK_STATUS: _network_status,
     Command.DP_SYNC_REPORT: _sync_report,
@@ -125,6 +148,38 @@ _HANDLERS: dict[int, _Handler] = {
     Command.WIFI_TEST: _wifi_test,
     Command.MODULE_NOTICE: _module_notice,
 }
+
+
+# The MCU's replies to the module's own commands: nothing to answer, nothing to log.
+_REPLIES = frozenset(
+    (Command.HEARTBEAT, Command.PRODUCT_INFO, Command.WORKING_MODE, Command.WIFI_STATE)
+)
+_CLOUD = "needs the Tuya cloud, which this gateway replaces"
+# Requests in Tuya's MCU SDK v2.5.6 that a module may leave unanswered here, and why.
+UNANSWERED: dict[int, str] = {
+    0x0A: "firmware upgrades are never started by this gateway",
+    0x0B: "firmware upgrades are never started by this gateway",
+    0x0D: "production test mode is not offered",
+    0x20: f"weather service {_CLOUD}",
+    0x21: f"weather data {_CLOUD}",
+    0x25: "heartbeats never stop: they are how the gateway sees the MCU is alive",
+    0x28: f"stream data {_CLOUD}",
+    0x2C: "router connection test: the gateway has no WiFi radio",
+    0x2E: "infrared modules only",
+    0x2F: "infrared modules only",
+    0x30: f"map streams {_CLOUD}",
+    0x31: "file downloads are never started by this gateway",
+    0x32: "file downloads are never started by this gateway",
+    0x35: "Bluetooth test: the gateway has no Bluetooth radio",
+    **{command: "voice modules only" for command in range(0x60, 0x66)},
+}
+
+
+def unanswered_reason(command: int) -> str | None:
+    """Why an MCU frame gets no answer, or None for the MCU's replies to our commands."""
+    if command in _REPLIES or command in _HANDLERS or command == Command.DP_REPORT:
+        return None
+    return UNANSWERED.get(command, "not a request of Tuya's MCU SDK v2.5.6")
 
 
 def answer_mcu_request(frame: Frame, ctx: RequestContext) -> McuRequestOutcome | None:
@@ -139,21 +194,24 @@ Publish = Callable[[tuple[DpValue, ...], tuple[str, ...]], None]
 class McuResponder:
     """Answers the MCU's requests on a channel and keeps the WiFi state it was told."""
 
-    def __init__(
-        self, wifi_state: int, rssi_dbm: int, reset_step_s: float, publish: Publish
-    ) -> None:
-        self.configured_wifi_state = wifi_state
-        self.wifi_state = wifi_state
-        self._rssi_dbm = rssi_dbm
-        self._reset_step_s = reset_step_s
+    def __init__(self, config: LinkConfig, publish: Publish) -> None:
+        self.configured_wifi_state = config.wifi_state
+        self.wifi_state = config.wifi_state
+        self._rssi_dbm = config.rssi_dbm
+        self._mac = config.mac
+        self._reset_step_s = config.timings.wifi_reset_step_s
+        self._unanswered_logged: set[int] = set()
         self._publish = publish
         self._reset_task: asyncio.Task[None] | None = None
 
     def handle(self, channel: FrameChannel, frame: Frame) -> None:
         """Answer ``frame`` if it is an MCU request; records it carries go to ``publish``."""
-        context = RequestContext(self.wifi_state, self._rssi_dbm, datetime.now())
-        outcome = answer_mcu_request(frame, context)
+        now = datetime.now().astimezone()
+        outcome = answer_mcu_request(
+            frame, RequestContext(self.wifi_state, self._rssi_dbm, now, self._mac)
+        )
         if outcome is None:
+            self._log_unanswered(frame)
             return
         for reply in outcome.replies:
             if channel.is_open:
@@ -162,6 +220,18 @@ class McuResponder:
         if outcome.wifi_reset:
             self.cancel()
             self._reset_task = asyncio.ensure_future(self._after_reset(channel))
+
+    def _log_unanswered(self, frame: Frame) -> None:
+        reason = unanswered_reason(frame.command)
+        if reason is None or frame.command in self._unanswered_logged:
+            return
+        self._unanswered_logged.add(frame.command)
+        _LOGGER.warning(
+            "link: MCU request 0x%02X left unanswered (logged once): %s; frame %s",
+            frame.command,
+            reason,
+            frame.encode().hex(" "),
+        )
 
     def cancel(self) -> None:
         """Forget any WiFi reset in progress; the state is the configured one again."""

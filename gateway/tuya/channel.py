@@ -34,7 +34,8 @@ class LinkStats:
     bytes_skipped: int = 0
     oversize_frames: int = 0
     dp_errors: int = 0
-    mcu_reboots: int = 0
+    mcu_reboots: int = 0  # heartbeat answers 0x00 (first after boot) after an earlier answer
+    heartbeat_answers: int = 0
     heartbeat_rtt_ms: float | None = None
     handshakes: int = 0
 
@@ -174,6 +175,8 @@ class FrameChannel(asyncio.Protocol):
             _LOGGER.debug("link <- %s", frame.describe())
             if frame.command == Command.DP_REPORT:
                 self.last_report_at = self._loop.time()
+            elif frame.command == Command.HEARTBEAT:
+                self._count_heartbeat(frame)
             for future in self._waiters.pop(frame.command, []):
                 if not future.done():
                     future.set_result(frame)
@@ -181,6 +184,12 @@ class FrameChannel(asyncio.Protocol):
                 self._on_frame(frame)
             except Exception:
                 _LOGGER.exception("link: failed to handle %s", frame.describe())
+
+    def _count_heartbeat(self, frame: Frame) -> None:
+        if frame.data[:1] == b"\x00" and self._stats.heartbeat_answers:
+            self._stats.mcu_reboots += 1
+            _LOGGER.warning("link: the MCU answered as after a boot: it rebooted")
+        self._stats.heartbeat_answers += 1
 
     def _count_decoder(self) -> None:
         dec = self._decoder

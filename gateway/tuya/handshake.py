@@ -18,7 +18,7 @@ import logging
 
 from gateway.errors import LowPowerProtocolError, McuTimeoutError
 from gateway.tuya.channel import FrameChannel, LinkStats
-from gateway.tuya.protocol import Command, Frame, ProductInfo
+from gateway.tuya.protocol import LINE_IDLE_S, VERSION_LOW_POWER, Command, Frame, ProductInfo
 
 __all__ = [
     "BACKOFF_MAX_S",
@@ -44,11 +44,9 @@ REPLY_TIMEOUT_S = 1.0  # for 0x01/0x02/0x03 replies; 9600 baud moves ~1 byte per
 MODULE_NOTICE_WAIT_S = 0.3  # an MCU with new features announces them (0x37) right after 0x01
 QUERY_QUIET_S = 0.5  # after 0x08, this much silence means every DP has been reported
 QUERY_MAX_S = 10.0  # stop collecting even if an MCU never goes quiet
-LINE_IDLE_S = 0.05  # ~50 byte times at 9600 baud: a half frame this old will never complete
 BACKOFF_MIN_S = 1.0  # wait before re-running a failed handshake, doubled on each failure
 BACKOFF_MAX_S = 30.0
 WIFI_RESET_STEP_S = 1.0  # pace of the 2 -> 3 -> configured WiFi states after an MCU reset
-VERSION_LOW_POWER = 0x00
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -149,7 +147,6 @@ async def watch_heartbeats(
             continue
         missed = 0
         stats.heartbeat_rtt_ms = (loop.time() - sent) * 1000.0
-        if reply.data[:1] == b"\x00":  # the first answer after an MCU boot
-            stats.mcu_reboots += 1
+        if reply.data[:1] == b"\x00":  # the first answer after an MCU boot (the link counts it)
             _LOGGER.warning("link: the MCU rebooted; handshaking again")
             return True

@@ -1,20 +1,19 @@
 """McuLink: the asyncio link to the breaker's MCU, playing the Tuya WiFi module's role.
 
-It opens the UART (a path, any pyserial URL, or ``sim://`` for the in-process twin), runs
-the handshake (:mod:`gateway.tuya.handshake`), keeps the MCU alive with heartbeats, answers the
-MCU's own requests (:mod:`gateway.tuya.answers`) and publishes every DP report to its
-listeners. Writes are never queued: a write while not READY fails at once, and a write
-whose confirmation window ended is never sent again.
+It opens the UART (a path, any pyserial URL, or a scheme registered in
+:mod:`gateway.tuya.openers`, such as the twin's ``sim://``), runs the handshake
+(:mod:`gateway.tuya.handshake`), keeps the MCU alive with heartbeats, answers the MCU's own
+requests (:mod:`gateway.tuya.answers`) and publishes every DP report to its listeners. Writes
+are never queued: a write while not READY fails at once, and a write whose confirmation
+window ended is never sent again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import enum
 import logging
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gateway.errors import (
     ConfigError,
@@ -28,48 +27,16 @@ from gateway.tuya.answers import McuResponder
 from gateway.tuya.capture import CaptureWriter
 from gateway.tuya.channel import FrameChannel, LinkStats
 from gateway.tuya.handshake import LinkTimings, probe_mcu, run_handshake, watch_heartbeats
+from gateway.tuya.link_config import LinkConfig, LinkState
+from gateway.tuya.listeners import Listeners
+from gateway.tuya.openers import open_transport
+from gateway.tuya.periodic import keep_alive, query_every
 from gateway.tuya.protocol import Command, DpValue, Frame, ProductInfo, decode_dps
 from gateway.tuya.writes import WriteGate
-
-if TYPE_CHECKING:
-    from gateway.twin.mcu import McuTwin
 
 __all__ = ["LinkConfig", "LinkState", "LinkStats", "LinkTimings", "McuLink"]
 
 _LOGGER = logging.getLogger(__name__)
-
-
-# A breaker that only reports while told it is watched should hear so right after a
-# (re)handshake, not one keep-alive interval later.
-_KEEPALIVE_READY_POLL_S = 1.0
-
-
-class LinkState(enum.Enum):
-    """Where the link is: STOPPED, CONNECTING, HANDSHAKE, READY or DOWN."""
-
-    STOPPED = "stopped"
-    CONNECTING = "connecting"
-    HANDSHAKE = "handshake"
-    READY = "ready"
-    DOWN = "down"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class LinkConfig:
-    """How to reach the MCU and how to talk to it."""
-
-    url: str  # /dev/ttyUSB0, socket://h:p, rfc2217://..., sim://[variant]
-    baudrate: int = 9600
-    wifi_state: int = 4
-    rssi_dbm: int = -55
-    heartbeat_interval_s: float = 15.0
-    heartbeat_timeout_s: float = 3.0
-    heartbeats_missed_down: int = 3
-    query_interval_s: float | None = None  # periodic query-all (0x08); None = off
-    confirm_timeout_s: float = 3.0  # default DP write confirmation window
-    command_gap_s: float = 0.010
-    capture_path: str | None = None
-    timings: LinkTimings = dataclasses.field(default_factory=LinkTimings)
 
 
 class McuLink:
@@ -80,43 +47,33 @@ class McuLink:
         self.state = LinkState.STOPPED
         self.product_info: ProductInfo | None = None
         self.stats = LinkStats()
-        self.twin: McuTwin | None = None
         self.fatal_error: GatewayError | None = None  # why the link stopped for good
-        self._report_listeners: list[Callable[[DpValue], None]] = []
-        self._state_listeners: list[Callable[[LinkState], None]] = []
-        self._traffic_listeners: list[Callable[[str, Frame], None]] = []
+        self._reports: Listeners[[DpValue]] = Listeners("report")
+        self._states: Listeners[[LinkState]] = Listeners("state")
+        self._traffic: Listeners[[str, Frame]] = Listeners("traffic")
         self._channel: FrameChannel | None = None
         self._capture: CaptureWriter | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
         self._keepalives: list[tuple[DpValue, float]] = []
-        self._responder = McuResponder(
-            config.wifi_state, config.rssi_dbm, config.timings.wifi_reset_step_s, self._publish
-        )
+        self._responder = McuResponder(config, self._publish)
         self._writes = WriteGate(self._pace, self._send_if_ready)
 
     # -- listeners -----------------------------------------------------------------------
     def add_report_listener(self, cb: Callable[[DpValue], None]) -> Callable[[], None]:
-        self._report_listeners.append(cb)
-        return lambda: self._report_listeners.remove(cb) if cb in self._report_listeners else None
+        return self._reports.add(cb)
 
     def add_state_listener(self, cb: Callable[[LinkState], None]) -> Callable[[], None]:
-        self._state_listeners.append(cb)
-        return lambda: self._state_listeners.remove(cb) if cb in self._state_listeners else None
+        return self._states.add(cb)
 
     def add_traffic_listener(self, cb: Callable[[str, Frame], None]) -> Callable[[], None]:
         """Call ``cb(direction, frame)`` for every frame, 'rx' from the MCU or 'tx' to it."""
-        self._traffic_listeners.append(cb)
-        return lambda: self._traffic_listeners.remove(cb) if cb in self._traffic_listeners else None
+        return self._traffic.add(cb)
 
     def _on_traffic(self, direction: str, frame: Frame) -> None:
         if self._capture is not None:
             self._capture.record(direction, frame)
-        for listener in list(self._traffic_listeners):
-            try:
-                listener(direction, frame)
-            except Exception:  # a listener's bug must not break the link
-                _LOGGER.exception("link: traffic listener failed on %s", frame.describe())
+        self._traffic.notify(direction, frame)
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -129,8 +86,10 @@ class McuLink:
             self._capture = CaptureWriter(self.config.capture_path)
         self._set_state(LinkState.CONNECTING)
         self._runner = self._spawn(self._run())
+        if self.config.query_interval_s:
+            self._spawn(query_every(self.query_all, self.config.query_interval_s))
         for dp, interval in self._keepalives:
-            self._spawn(self._keepalive(dp, interval))
+            self._spawn_keepalive(dp, interval)
 
     async def stop(self) -> None:
         """Stop the link; waiting writes fail with LinkClosedError at once."""
@@ -183,46 +142,43 @@ class McuLink:
                 f"the link went {state.name} while waiting for the MCU's confirmation;"
                 " the command was sent and will not be sent again"
             )
-        for cb in list(self._state_listeners):
-            try:
-                cb(state)
-            except Exception:
-                _LOGGER.exception("link: state listener failed")
+        self._states.notify(state)
 
     # -- connection loop -----------------------------------------------------------------
     async def _run(self) -> None:
+        """Open, handshake, supervise; after a failure wait (doubling), then again."""
         timings = self.config.timings
-        backoff = timings.backoff_min_s
-        while True:
-            try:
-                channel = await self._open()
-            except OSError as err:
-                _LOGGER.warning("link %s: cannot open: %s", self.config.url, err)
-            except (ConfigError, ValueError) as err:
-                self._fatal(err if isinstance(err, GatewayError) else ConfigError([str(err)]))
-                return
-            else:
+        delay = timings.backoff_min_s
+        channel: FrameChannel | None = None
+        try:
+            while True:
+                if channel is None or channel.lost.done():
+                    channel = await self._reopen(channel)
                 handshakes = self.stats.handshakes
-                try:
-                    await self._serve(channel)
-                except LowPowerProtocolError as err:
-                    self._fatal(err)
-                    return
-                finally:
-                    await self._close(channel)
+                if channel is not None and await self._session(channel):
+                    self._set_state(LinkState.HANDSHAKE)  # the MCU rebooted: at once, no wait
+                    continue
                 if self.stats.handshakes != handshakes:
-                    backoff = timings.backoff_min_s
-            if self.state is not LinkState.CONNECTING:
-                self._set_state(LinkState.DOWN)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, timings.backoff_max_s)
+                    delay = timings.backoff_min_s
+                if self.state is not LinkState.CONNECTING:
+                    self._set_state(LinkState.DOWN)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, timings.backoff_max_s)
+        except (ConfigError, LowPowerProtocolError) as err:
+            self._fatal(err)
+        finally:
+            if channel is not None:
+                await self._close(channel)
 
     def _fatal(self, err: GatewayError) -> None:
         _LOGGER.error("link %s: stopped: %s", self.config.url, err)
         self.fatal_error = err
         self._set_state(LinkState.STOPPED)
 
-    async def _open(self) -> FrameChannel:
+    async def _reopen(self, old: FrameChannel | None) -> FrameChannel | None:
+        """A newly opened channel (the old one closed first); None if it cannot open now."""
+        if old is not None:
+            await self._close(old)
         cfg = self.config
         channel = FrameChannel(
             self.stats,
@@ -231,17 +187,13 @@ class McuLink:
             line_idle_s=cfg.timings.line_idle_s,
             tap=self._on_traffic,
         )
-        if cfg.url.startswith("sim://"):
-            from gateway.twin.endpoints import open_sim_link  # the twin is only needed for sim://
-
-            _transport, self.twin = await open_sim_link(cfg.url, channel)
-        else:
-            import serial_asyncio_fast  # not needed for sim://
-
-            loop = asyncio.get_running_loop()
-            await serial_asyncio_fast.create_serial_connection(
-                loop, lambda: channel, cfg.url, baudrate=cfg.baudrate
-            )
+        try:
+            await open_transport(cfg.url, channel, cfg.baudrate)
+        except OSError as err:
+            _LOGGER.warning("link %s: cannot open: %s", cfg.url, err)
+            return None
+        except ValueError as err:  # pyserial's word for a URL it cannot parse
+            raise ConfigError([str(err)]) from err
         self._channel = channel
         return channel
 
@@ -251,77 +203,42 @@ class McuLink:
         channel.close()
         await asyncio.wait([channel.lost], timeout=1.0)
 
-    async def _serve(self, channel: FrameChannel) -> None:
-        """Run sessions on one open transport until it is lost."""
-        session = asyncio.ensure_future(self._sessions(channel))
+    async def _session(self, channel: FrameChannel) -> bool:
+        """Handshake and supervise until either fails or the channel is lost; True on reboot."""
+        session = asyncio.ensure_future(self._handshake_and_supervise(channel))
+        waiting: list[asyncio.Future[Any]] = [session, channel.lost]
         try:
-            await asyncio.wait([session, channel.lost], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         finally:
             if not session.done():
                 session.cancel()
                 await asyncio.wait([session])
-        if not session.cancelled() and session.exception() is not None:
-            exc = session.exception()
-            if isinstance(exc, LowPowerProtocolError):
-                raise exc
-            if not isinstance(exc, LinkClosedError):
-                _LOGGER.error("link: session failed", exc_info=exc)
+        if session.cancelled():
+            return False
+        exc = session.exception()
+        if isinstance(exc, LowPowerProtocolError):
+            raise exc
+        if isinstance(exc, McuTimeoutError):
+            _LOGGER.warning("link %s: handshake failed: %s", self.config.url, exc)
+        elif exc is not None and not isinstance(exc, LinkClosedError):
+            _LOGGER.error("link: session failed", exc_info=exc)
+        return exc is None and session.result()
 
-    async def _sessions(self, channel: FrameChannel) -> None:
-        """Handshake, supervise, and start over after DOWN (with backoff) or an MCU reboot."""
-        timings = self.config.timings
-        backoff = timings.backoff_min_s
-        while True:
-            try:
-                await self._handshake(channel)
-            except McuTimeoutError as err:
-                _LOGGER.warning("link %s: handshake failed: %s", self.config.url, err)
-                self._set_state(LinkState.DOWN)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, timings.backoff_max_s)
-                continue
-            backoff = timings.backoff_min_s
-            if await self._supervise(channel):
-                self._set_state(LinkState.HANDSHAKE)  # the MCU rebooted: at once, no backoff
-                continue
-            self._set_state(LinkState.DOWN)
-            await asyncio.sleep(backoff)
-
-    async def _handshake(self, channel: FrameChannel) -> None:
-        timings = self.config.timings
-        await probe_mcu(channel, timings)
+    async def _handshake_and_supervise(self, channel: FrameChannel) -> bool:
+        cfg = self.config
+        await probe_mcu(channel, cfg.timings)
         self._set_state(LinkState.HANDSHAKE)
         self._responder.cancel()
-        self.product_info = await run_handshake(channel, self.config.wifi_state, timings)
+        self.product_info = await run_handshake(channel, cfg.wifi_state, cfg.timings)
         self.stats.handshakes += 1
         self._set_state(LinkState.READY)
-
-    async def _supervise(self, channel: FrameChannel) -> bool:
-        """Heartbeats (and periodic query-all) while READY; True if the MCU rebooted."""
-        cfg = self.config
-        query = None
-        if cfg.query_interval_s:
-            query = asyncio.ensure_future(self._query_loop(cfg.query_interval_s))
-        try:
-            return await watch_heartbeats(
-                channel,
-                cfg.heartbeat_interval_s,
-                cfg.heartbeat_timeout_s,
-                cfg.heartbeats_missed_down,
-                self.stats,
-            )
-        finally:
-            if query is not None:
-                query.cancel()
-                await asyncio.wait([query])
-
-    async def _query_loop(self, interval_s: float) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                await self.query_all()
-            except GatewayError as err:
-                _LOGGER.debug("link: periodic query skipped: %s", err)
+        return await watch_heartbeats(
+            channel,
+            cfg.heartbeat_interval_s,
+            cfg.heartbeat_timeout_s,
+            cfg.heartbeats_missed_down,
+            self.stats,
+        )
 
     # -- incoming frames -----------------------------------------------------------------
     def _on_frame(self, frame: Frame) -> None:
@@ -337,11 +254,7 @@ class McuLink:
             _LOGGER.warning("link: rejected DP record: %s", error)
         for dp in values:
             self._writes.offer(dp)
-            for cb in list(self._report_listeners):
-                try:
-                    cb(dp)
-                except Exception:
-                    _LOGGER.exception("link: report listener failed on %s", dp.describe())
+            self._reports.notify(dp)
 
     # -- commands ------------------------------------------------------------------------
     def _ready_channel(self, what: str) -> FrameChannel:
@@ -377,16 +290,10 @@ class McuLink:
         """Write ``dp`` every ``interval_s`` while READY, without waiting for confirmation."""
         self._keepalives.append((dp, interval_s))
         if self._runner is not None and not self._runner.done():
-            self._spawn(self._keepalive(dp, interval_s))
+            self._spawn_keepalive(dp, interval_s)
 
-    async def _keepalive(self, dp: DpValue, interval_s: float) -> None:
-        """Write ``dp`` as soon as the link is READY, then every ``interval_s`` while READY."""
-        while True:
-            if self.state is not LinkState.READY:
-                await asyncio.sleep(min(interval_s, _KEEPALIVE_READY_POLL_S))
-                continue
-            try:
-                await self._writes.send_unconfirmed(dp)
-            except GatewayError as err:
-                _LOGGER.debug("link: keepalive %s skipped: %s", dp.describe(), err)
-            await asyncio.sleep(interval_s)
+    def _spawn_keepalive(self, dp: DpValue, interval_s: float) -> None:
+        self._spawn(keep_alive(self._is_ready, self._writes.send_unconfirmed, dp, interval_s))
+
+    def _is_ready(self) -> bool:
+        return self.state is LinkState.READY

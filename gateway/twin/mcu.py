@@ -9,23 +9,28 @@ state 4, drops frames whose version byte is not 0x00, and never NAKs.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
 
 from gateway.tuya.protocol import (
+    VERSION_GATEWAY,
+    VERSION_MCU,
     Command,
     DpValue,
     Frame,
     FrameDecoder,
     ProductInfo,
     decode_dps,
-    decode_local_time,
 )
 from gateway.twin.families import Protection, Role, get_variant
+from gateway.twin.heard import HeardAnswers
+from gateway.twin.motor import TwinMotor
+from gateway.twin.options import TwinOptions
 from gateway.twin.output import TwinFaults, TwinOutput
 from gateway.twin.physics import Threshold, TwinModel
+from gateway.twin.reports import TwinReporter
 
 __all__ = ["McuTwin", "TwinFaults"]
 
@@ -33,10 +38,7 @@ _LOGGER = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 10_000  # frames and DP commands kept for assertions
 
-VERSION_MCU = 0x03
 WIFI_CLOUD = 4
-FAST_REPORT_INTERVAL_S = 1.0
-FAST_REPORT_DURATION_S = 60.0
 # The Tuya MCU SDK's default 24-byte receive buffer wedges on these lengths until a reboot.
 _WEDGING_LENGTHS = range(25, 32)
 
@@ -44,42 +46,28 @@ _WEDGING_LENGTHS = range(25, 32)
 class McuTwin:
     """The breaker's MCU: handshake replies, DP commands, physics, reports, faults."""
 
-    def __init__(
-        self,
-        variant: str = "family_a",
-        *,
-        product_key: str | None = None,
-        version: str = "1.0.0",
-        seed: int = 0,
-        report_interval_s: float = 5.0,
-        motor_time_s: float = 0.8,
-        require_wifi_state: bool = True,
-        voltage_v: float = 230.0,
-        current_a: float = 1.0,
-        noise: float = 1.0,
-    ) -> None:
-        self.variant = get_variant(variant)
-        self.product_key = product_key or self.variant.product_key
-        self.version = version
-        self.report_interval_s = report_interval_s
-        self.motor_time_s = motor_time_s
-        self.require_wifi_state = require_wifi_state
-        self.output = TwinOutput(seed + 1)
+    def __init__(self, options: TwinOptions | None = None) -> None:
+        opts = TwinOptions() if options is None else options
+        self.options = opts
+        self.variant = get_variant(opts.variant)
+        self.product_key = opts.product_key or self.variant.product_key
+        self.version = opts.version
+        self.require_wifi_state = opts.require_wifi_state
+        self.output = TwinOutput(opts.seed + 1)
+        for fault in dataclasses.fields(TwinFaults):  # TwinOptions names each fault alike
+            if hasattr(opts, fault.name):
+                setattr(self.output.faults, fault.name, getattr(opts, fault.name))
         # Bounded so that a `simulate` process left running for days does not grow.
         self.received: deque[Frame] = deque(maxlen=HISTORY_LIMIT)
         self.dp_commands: deque[tuple[float, DpValue]] = deque(maxlen=HISTORY_LIMIT)
-        self.commands_ignored = self.boots = self.report_ticks = 0
-        self.local_time: datetime | None = None  # the gateway's answer to 0x1C
-        self.rssi_dbm: int | None = None
-        self.network_status: int | None = None
-        self._model = TwinModel(
-            self.variant, seed=seed, voltage_v=voltage_v, current_a=current_a, noise=noise
+        self.commands_ignored = self.boots = 0
+        self.heard = HeardAnswers()  # the gateway's answers to the twin's own requests
+        self._model = TwinModel(self.variant, opts)
+        self.reporter = TwinReporter(
+            self._model, self.output, opts.report_interval_s, lambda: self._online
         )
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._report_handle: asyncio.TimerHandle | None = None
-        self._motor_handle: asyncio.TimerHandle | None = None
-        self._motor_target = False
-        self._fast_until = 0.0
+        self.motor = TwinMotor(opts.motor_time_s, self._motor_done)
         self._boot()
 
     def _boot(self) -> None:
@@ -88,23 +76,20 @@ class McuTwin:
         self.wedged = False
         self._first_heartbeat = True
         self._time_asked = False
-        self._fast_until = 0.0
         self._decoder = FrameDecoder()
 
     # -- transport side ------------------------------------------------------------------
     def connection_made(self, send: Callable[[bytes], None]) -> None:
         self._loop = asyncio.get_running_loop()
         self.output.attach(self._loop, send)
-        self._schedule_report()
+        self.reporter.start(self._loop)
 
     def connection_lost(self, send: Callable[[bytes], None] | None = None) -> None:
         """The line is gone; with ``send``, only if that is still the line in use."""
         if send is not None and not self.output.attached_to(send):
             return
         self.output.detach()  # a moving motor finishes: the UART does not stop the breaker
-        if self._report_handle is not None:
-            self._report_handle.cancel()
-            self._report_handle = None
+        self.reporter.stop()
 
     def data_received(self, data: bytes) -> None:
         self._decoder.feed(data)
@@ -116,7 +101,7 @@ class McuTwin:
                 _LOGGER.info("twin: %d data bytes overflow the MCU buffer: wedged", len(frame.data))
                 self.wedged = True
                 continue
-            if frame.version != 0:
+            if frame.version != VERSION_GATEWAY:
                 _LOGGER.debug("twin: dropped frame with version %d", frame.version)
                 continue
             try:
@@ -167,11 +152,15 @@ class McuTwin:
 
     @property
     def fast_reporting(self) -> bool:
-        return self._loop is not None and self._loop.time() < self._fast_until
+        return self.reporter.fast
+
+    @property
+    def report_ticks(self) -> int:
+        return self.reporter.ticks
 
     @property
     def motor_moving(self) -> bool:
-        return self._motor_handle is not None
+        return self.motor.moving
 
     def dp_value(self, dpid: int) -> DpValue | None:
         """What the twin would report for ``dpid`` now."""
@@ -205,17 +194,17 @@ class McuTwin:
 
     def trip(self, bit: int) -> None:
         """Trip now with fault bit ``bit`` (bit order of the vectors file)."""
-        self._cancel_motor()
+        self.motor.cancel()
         event = next((p.trip_event for p in self.variant.protections if p.fault_bit == bit), None)
         self._report(self._model.trip(bit, event))
 
     def reboot(self) -> None:
         """Restart the MCU: heartbeat answers 0x00 again and the handshake starts over."""
         _LOGGER.info("twin: reboot")
-        self._cancel_motor()
+        self.motor.cancel()
         self._model.reboot()
         self._boot()
-        self._schedule_report()
+        self.reporter.reset()
 
     def request(self, command: int, data: bytes = b"") -> None:
         """Send an MCU-side request (0x1C, 0x24, 0x2B, 0x22, 0x34, 0x04…) to the gateway."""
@@ -240,16 +229,7 @@ class McuTwin:
         elif command == Command.DP_COMMAND:
             self._on_dp_command(frame.data)
         else:
-            self._on_answer(frame)
-
-    def _on_answer(self, frame: Frame) -> None:
-        """The gateway's answers to the MCU's own requests are only recorded."""
-        if frame.command == Command.LOCAL_TIME:
-            self.local_time = decode_local_time(frame.data)
-        elif frame.command == Command.RSSI and len(frame.data) == 1:
-            self.rssi_dbm = int.from_bytes(frame.data, "big", signed=True)
-        elif frame.command == Command.NETWORK_STATUS and len(frame.data) == 1:
-            self.network_status = frame.data[0]
+            self.heard.record(frame)  # answers to the twin's own requests
 
     def _on_wifi_state(self, state: int) -> None:
         self.wifi_state = state
@@ -283,33 +263,22 @@ class McuTwin:
             self.commands_ignored += 1
             return
         if spec is not None and spec.role is Role.ONLINE:
-            assert self._loop is not None
-            online = stored.value == spec.labels.index("online")
-            self._fast_until = self._loop.time() + FAST_REPORT_DURATION_S if online else 0.0
-            self._schedule_report()
+            self.reporter.set_fast(stored.value == spec.labels.index("online"))
         self._report([dp.dpid])
         self._report(self._model.check_protections())
 
     def _start_motor(self, on: bool) -> None:
-        if self._motor_handle is not None and self._motor_target == on:
+        if self.motor.heading_to(on):
             return  # already on its way: the move reports when done
-        self._cancel_motor()
+        self.motor.cancel()
         if on == self._model.switch_on:
             self._report(self._model.variant.dpids(Role.SWITCH))
             return
-        assert self._loop is not None
-        self._motor_target = on
-        self._motor_handle = self._loop.call_later(self.motor_time_s, self._motor_done, on)
+        self.motor.start(on)
 
     def _motor_done(self, on: bool) -> None:
-        self._motor_handle = None
         self._report(self._model.move_switch(on, "remote"))
         self._report(self._model.check_protections())
-
-    def _cancel_motor(self) -> None:
-        if self._motor_handle is not None:
-            self._motor_handle.cancel()
-            self._motor_handle = None
 
     def _after_physics_change(self) -> None:
         self._report(self._model.check_protections())
@@ -318,33 +287,7 @@ class McuTwin:
 
     # -- reporting -----------------------------------------------------------------------
     def _report(self, dpids: Iterable[int]) -> None:
-        """One 0x07 frame per DP, as most MCUs send them."""
-        for dpid in dpids:
-            self._report_group((dpid,))
-
-    def _report_group(self, dpids: tuple[int, ...]) -> None:
-        values = [dp for dpid in dpids if (dp := self._model.dp(dpid)) is not None]
-        if values:
-            data = b"".join(dp.encode() for dp in values)
-            self.output.send_frame(Frame(Command.DP_REPORT, data, VERSION_MCU))
-
-    def _schedule_report(self) -> None:
-        if self._report_handle is not None:
-            self._report_handle.cancel()
-            self._report_handle = None
-        interval = FAST_REPORT_INTERVAL_S if self.fast_reporting else self.report_interval_s
-        if self._loop is None or not self.output.connected or interval <= 0:
-            return
-        self._report_handle = self._loop.call_later(interval, self._periodic)
-
-    def _periodic(self) -> None:
-        self._report_handle = None
-        self.report_ticks += 1
-        self._model.integrate()
-        if self._online:
-            for group in self.variant.periodic:
-                self._report_group(group)
-        self._schedule_report()
+        self.reporter.report(dpids)
 
     def _reply(self, command: int, data: bytes = b"") -> None:
         self.output.send_frame(Frame(command, data, VERSION_MCU))

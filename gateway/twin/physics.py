@@ -10,42 +10,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
+from gateway.tuya.layouts import PHASE_A, decode_records, encode_fields, encode_records
 from gateway.tuya.protocol import DpType, DpValue
 from gateway.twin.families import DpSpec, Protection, ProtectionSpec, Role, Variant
+from gateway.twin.options import TwinOptions
 
-__all__ = ["AlarmRecord", "Threshold", "TwinModel", "decode_alarm_records", "encode_alarm_records"]
+__all__ = ["Threshold", "TwinModel", "fault_bitmap"]
 
 _LOGGER = logging.getLogger(__name__)
 
 _VOLTAGE_NOISE_V = 0.3  # one sigma, at noise=1.0
 _CURRENT_NOISE = 0.005  # relative, one sigma
 _ACTION_ALARM, _ACTION_TRIP = 1, 2
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class AlarmRecord:
-    """One ``[id, enabled, u16 BE value]`` record of an alarm_set DP."""
-
-    record_id: int
-    enabled: bool
-    value: int
-
-
-def decode_alarm_records(payload: bytes) -> list[AlarmRecord] | None:
-    """The records of an alarm_set payload; None when its length is not a multiple of 4."""
-    if len(payload) % 4:
-        return None
-    return [
-        AlarmRecord(rid, bool(on), value) for rid, on, value in struct.iter_unpack(">BBH", payload)
-    ]
-
-
-def encode_alarm_records(records: Iterable[AlarmRecord]) -> bytes:
-    return b"".join(struct.pack(">BBH", r.record_id, int(r.enabled), r.value) for r in records)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -84,22 +63,19 @@ class TwinModel:
     def __init__(
         self,
         variant: Variant,
-        *,
-        seed: int = 0,
-        voltage_v: float = 230.0,
-        current_a: float = 1.0,
-        noise: float = 1.0,
+        options: TwinOptions | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        opts = TwinOptions() if options is None else options
         self.variant = variant
-        self.voltage_v = voltage_v
-        self.current_a = current_a
+        self.voltage_v = opts.voltage_v
+        self.current_a = opts.current_a
         self.leakage_ma = 0.0
         self.temperature_c = 35.0
-        self.noise = noise
+        self.noise = opts.noise
         self.fault_bits = 0
         self.last_event = 0
-        self._rng = random.Random(seed)
+        self._rng = random.Random(opts.seed)
         self._clock = clock
         self._stored = {spec.dpid: _initial_payload(spec) for spec in variant.dps}
         energy = variant.dpids(Role.ENERGY)
@@ -134,9 +110,9 @@ class TwinModel:
         volts, amps = self._measured()
         deci_v = min(round(volts * 10), 0xFFFF)
         milli_a = min(round(amps * 1000), 0xFFFFFF)
-        watts = min(int(deci_v * milli_a / 10_000), 0xFFFFFF)  # P = V·I, PF 1, truncated
-        data = struct.pack(">H", deci_v) + milli_a.to_bytes(3, "big") + watts.to_bytes(3, "big")
-        return DpValue.of_raw(dpid, data)
+        watts = int(deci_v * milli_a / 10_000)  # P = V·I, PF 1, truncated
+        wire = {"voltage": deci_v, "current": milli_a, "power": watts}
+        return DpValue.of_raw(dpid, encode_fields(PHASE_A, wire))
 
     def dp(self, dpid: int) -> DpValue | None:
         """The value the MCU would report for ``dpid`` now."""
@@ -179,23 +155,23 @@ class TwinModel:
         return dp
 
     def _write_alarm_set(self, dp: DpValue) -> DpValue | None:
-        written = decode_alarm_records(dp.payload)
-        current = decode_alarm_records(self._stored[dp.dpid].payload) or []
-        if written is None:
-            return None
-        by_id = {r.record_id: r for r in written}
-        merged = [by_id.pop(r.record_id, r) for r in current]
-        merged += [r for r in written if r.record_id in by_id]
-        stored = DpValue.of_raw(dp.dpid, encode_alarm_records(merged))
+        written, trailing = decode_records(dp.payload)
+        if trailing:
+            return None  # not a whole number of records
+        current, _ = decode_records(self._stored[dp.dpid].payload)
+        by_id = {r.rid: r for r in written}
+        merged = [by_id.pop(r.rid, r) for r in current]
+        merged += [r for r in written if r.rid in by_id]
+        stored = DpValue.of_raw(dp.dpid, encode_records(merged))
         self._stored[dp.dpid] = stored
         return stored
 
     # -- protections -------------------------------------------------------------------
     def threshold(self, spec: ProtectionSpec) -> Threshold | None:
         if spec.record_id is not None:
-            records = decode_alarm_records(self._stored[spec.limit_dp].payload) or []
+            records, _ = decode_records(self._stored[spec.limit_dp].payload)
             for record in records:
-                if record.record_id == spec.record_id:
+                if record.rid == spec.record_id:
                     return Threshold(record.value * spec.scale, record.enabled, record.enabled)
             return None
         limit = _int(self._stored[spec.limit_dp])

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from gateway.errors import McuTimeoutError
-from gateway.tuya.protocol import DpValue
+from gateway.tuya.protocol import DpType, DpValue
 
 __all__ = ["CacheSnapshot", "DatapointCache", "DpEntry"]
 
@@ -81,8 +81,16 @@ def _state_name(state: object) -> str:
 class DatapointCache:
     """Last value per DP, link state, and waiters for the next report of a DP."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        types: Mapping[int, DpType] | None = None,
+    ) -> None:
         self._clock = clock
+        self._types: Mapping[int, DpType] = types or {}  # the map's type of each known DP
+        self.wrong_type_reports = 0
+        self._wrong_types_logged: set[int] = set()
         self._entries: Mapping[int, DpEntry] = MappingProxyType({})
         self._link_state = "STOPPED"
         self._last_update: float | None = None
@@ -92,8 +100,19 @@ class DatapointCache:
     def link_state(self) -> str:
         return self._link_state
 
+    @property
+    def waiting(self) -> int:
+        """How many ``wait_for_report`` calls are waiting now."""
+        return sum(len(futures) for futures in self._waiters.values())
+
     def update(self, dp: DpValue) -> None:
-        """Store a report (the link's report listener) and wake whoever waits for it."""
+        """Store a report (the link's report listener) and wake whoever waits for it.
+
+        A report whose type is not the map's is refused: it refreshes nothing, not even the
+        data age, so a misbehaving MCU cannot keep old values looking fresh.
+        """
+        if not self._type_matches(dp):
+            return
         now = self._clock()
         previous = self._entries.get(dp.dpid)
         count = 1 if previous is None else previous.updates + 1
@@ -104,6 +123,21 @@ class DatapointCache:
         for future in self._waiters.pop(dp.dpid, ()):
             if not future.done():
                 future.set_result(dp)
+
+    def _type_matches(self, dp: DpValue) -> bool:
+        expected = self._types.get(dp.dpid)
+        if expected is None or expected is dp.dp_type:
+            return True
+        self.wrong_type_reports += 1
+        if dp.dpid not in self._wrong_types_logged:
+            self._wrong_types_logged.add(dp.dpid)
+            _LOGGER.warning(
+                "dp%d reported as %s, the map says %s: report ignored (logged once per DP)",
+                dp.dpid,
+                dp.dp_type.name.lower(),
+                expected.name.lower(),
+            )
+        return False
 
     def set_link_state(self, state: object) -> None:
         """The link's state listener; any enum or text, READY matched by name."""

@@ -6,11 +6,11 @@ float rounding, so a write is either exactly on the datapoint's resolution or re
 
 from __future__ import annotations
 
-import dataclasses
 from fractions import Fraction
 
 from gateway.errors import ProtocolError, WriteRejectedError
 from gateway.regmap.specs import DatapointSpec, DpSource
+from gateway.tuya.layouts import AlarmRecord, decode_records, encode_records
 from gateway.tuya.protocol import DpType, DpValue
 
 __all__ = [
@@ -27,20 +27,6 @@ __all__ = [
     "set_record",
     "unscale",
 ]
-
-RECORD_SIZE = 4  # [id, enabled, value u16 BE]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class AlarmRecord:
-    """One alarm_set record."""
-
-    rid: int
-    enabled: bool
-    value: int
-
-    def encode(self) -> bytes:
-        return bytes((self.rid, int(self.enabled))) + self.value.to_bytes(2, "big")
 
 
 def scale_wire(wire: int, exponent: int) -> Fraction:
@@ -62,20 +48,6 @@ def read_field(payload: bytes, offset: int, size: int, signed: bool) -> int | No
     if len(payload) < offset + size:
         return None
     return int.from_bytes(payload[offset : offset + size], "big", signed=signed)
-
-
-def decode_records(payload: bytes) -> tuple[tuple[AlarmRecord, ...], bytes]:
-    """The records, and any trailing bytes too short for a record (kept on re-encoding)."""
-    whole = len(payload) - len(payload) % RECORD_SIZE
-    records = tuple(
-        AlarmRecord(payload[i], payload[i + 1] != 0, int.from_bytes(payload[i + 2 : i + 4], "big"))
-        for i in range(0, whole, RECORD_SIZE)
-    )
-    return records, payload[whole:]
-
-
-def encode_records(records: tuple[AlarmRecord, ...], trailing: bytes = b"") -> bytes:
-    return b"".join(record.encode() for record in records) + trailing
 
 
 def set_record(

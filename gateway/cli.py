@@ -24,6 +24,7 @@ from gateway.config import (
 )
 from gateway.errors import ConfigError, GatewayError
 from gateway.modbus.server import RtuListener, TcpListener
+from gateway.regmap.shipped import maps_command
 from gateway.twin.families import VARIANTS
 
 if TYPE_CHECKING:
@@ -344,6 +345,7 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None] | None
     "schema": ("print the map format's JSON Schema", None, _cmd_schema),
     "discover": ("list an unknown breaker's datapoints", _add_discover, _cmd_discover),
     "sniff": ("decode TuyaMCU traffic", _add_sniff, _cmd_sniff),
+    "maps": ("list the shipped maps (--map NAME)", None, maps_command),
 }
 
 

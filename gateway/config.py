@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway.errors import ConfigError
 from gateway.modbus.server import RtuListener, TcpListener
+from gateway.regmap.shipped import resolve_map
 from gateway.regmap.yaml_schema import Bool, Checked, Int, Key, ListOf, Num, Str, check_yaml, obj
 
 __all__ = [
@@ -124,7 +125,7 @@ def _devices(checked: Checked, items: list[Any], base_dir: str) -> tuple[DeviceC
             DeviceConfig(
                 unit=item["unit"],
                 link=item["link"],
-                map_path=_resolve(base_dir, item.get("map", "register_map.yaml")) or "",
+                map_path=resolve_map(item.get("map", "register_map.yaml"), base_dir),
                 baudrate=item.get("baudrate"),
                 capture=_resolve(base_dir, item.get("capture")),
             )

@@ -18,6 +18,8 @@ import tty
 from collections.abc import Iterator
 from pathlib import Path
 
+from tools import require
+
 from gateway.modbus.server import TcpListener
 from gateway.tuya.capture import read_capture
 from gateway.tuya.protocol import Command, Frame, FrameDecoder, decode_dps
@@ -194,7 +196,7 @@ def test_run_rejects_flags_that_clash_with_config(tmp_path: Path) -> None:
 def mbpoll_values(port: int, *args: str) -> dict[int, int]:
     """One mbpoll read (-1) on 127.0.0.1:port; {} when it fails (e.g. link not READY yet)."""
     result = subprocess.run(
-        ["mbpoll", "-m", "tcp", "-p", str(port), "-a", "1", *args, "-1", "127.0.0.1"],
+        [require("mbpoll"), "-m", "tcp", "-p", str(port), "-a", "1", *args, "-1", "127.0.0.1"],
         capture_output=True,
         text=True,
         timeout=TIMEOUT_S,

@@ -277,6 +277,7 @@ def _add_discover(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--link", required=True, help="MCU link URL")
     parser.add_argument("--baud", type=int, default=9600)
     parser.add_argument("--listen-s", type=float, default=10.0, metavar="S")
+    parser.add_argument("--wait-s", type=float, default=15.0, metavar="S", help="for an answer")
     parser.add_argument("--output", metavar="FILE", help="write a draft map here")
 
 
@@ -284,7 +285,9 @@ def _cmd_discover(args: argparse.Namespace) -> int:
     from gateway.discover import discover
 
     return run_until_signalled(
-        lambda stop: discover(args.link, args.baud, args.listen_s, args.output, stop, sys.stdout)
+        lambda stop: discover(
+            args.link, args.baud, args.listen_s, args.output, stop, sys.stdout, args.wait_s
+        )
     )
 
 

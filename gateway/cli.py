@@ -14,7 +14,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from gateway import __version__
+from gateway import __version__, logs
 from gateway.config import (
     DeviceConfig,
     GatewayConfig,
@@ -46,11 +46,7 @@ Command = Callable[[argparse.Namespace], int]
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tuya-modbus-gateway`` and ``python -m gateway``."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(args, "log_level", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.setup(getattr(args, "log_level", "INFO"), getattr(args, "log_format", "text"))
     command: Command = args.command
     try:
         return command(args)
@@ -361,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="logging threshold (default INFO)",
     )
+    logs.add_cli_options(common)
     parser = argparse.ArgumentParser(
         prog="tuya-modbus-gateway",
         description="Serve a TuyaMCU smart breaker as a Modbus TCP/RTU meter.",

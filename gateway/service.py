@@ -12,6 +12,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
+from gateway import logs
 from gateway.config import DeviceConfig, GatewayConfig
 from gateway.errors import ConfigError
 from gateway.modbus.server import ModbusService
@@ -86,7 +87,9 @@ class GatewayService:
             device.unit: self._build_unit(device, maps[device.map_path])
             for device in config.devices
         }
-        backends: dict[int, ServedUnit] = {u: unit.backend for u, unit in self.units.items()}
+        backends: dict[int, ServedUnit] = {
+            u: logs.bind_unit(unit.backend, u, unit.device.link) for u, unit in self.units.items()
+        }
         self.modbus = ModbusService(backends, config.tcp, config.rtu)
         self._started = False
 
@@ -118,8 +121,9 @@ class GatewayService:
     async def start(self) -> None:
         """Bind the Modbus listeners, then start every link (nothing runs if a bind fails)."""
         await self.modbus.start()
-        for unit in self.units.values():
-            await unit.link.start()
+        for unit_id, unit in self.units.items():
+            with logs.unit_context(unit_id, unit.device.link):  # the link's tasks inherit it
+                await unit.link.start()
         self._started = True
         _LOGGER.info("%s", self.summary())
         tcp = self.config.tcp
@@ -137,8 +141,9 @@ class GatewayService:
             return
         self._started = False
         await self.modbus.stop()
-        for unit in self.units.values():
-            await unit.link.stop()
+        for unit_id, unit in self.units.items():
+            with logs.unit_context(unit_id, unit.device.link):
+                await unit.link.stop()
         _LOGGER.info("gateway stopped")
 
     def summary(self) -> str:

@@ -98,6 +98,7 @@ def _add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rtu-stopbits", type=int, choices=(1, 2), default=1)
     parser.add_argument("--config", help="gateway.yaml with listeners and several devices")
     parser.add_argument("--capture", metavar="FILE", help="record TuyaMCU traffic (JSON lines)")
+    parser.add_argument("--capture-max-mb", type=float, default=50.0, metavar="MB", help="rotate")
     parser.add_argument("--read-only", action="store_true", help="reject every Modbus write")
 
 
@@ -131,6 +132,7 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         link=args.link,
         map_path=args.map or DEFAULT_MAP,
         capture=args.capture,
+        capture_max_mb=args.capture_max_mb,
     )
     if not 1 <= device.unit <= 247:
         raise ConfigError([f"--unit: expected 1..247, got {device.unit}"])

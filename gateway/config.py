@@ -50,6 +50,7 @@ _DEVICE = obj(
     map=Str(description="register map, relative to this file"),
     baudrate=_BAUD,
     capture=Str(description="JSON-lines capture of the TuyaMCU traffic"),
+    capture_max_mb=Num(exclusive_minimum=0, description="rotate the capture at this size"),
 )
 CONFIG_SCHEMA = obj(
     "tuya-modbus-gateway gateway.yaml",
@@ -78,6 +79,7 @@ class DeviceConfig:
     map_path: str = "register_map.yaml"
     baudrate: int | None = None
     capture: str | None = None
+    capture_max_mb: float = 50.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -128,6 +130,7 @@ def _devices(checked: Checked, items: list[Any], base_dir: str) -> tuple[DeviceC
                 map_path=resolve_map(item.get("map", "register_map.yaml"), base_dir),
                 baudrate=item.get("baudrate"),
                 capture=_resolve(base_dir, item.get("capture")),
+                capture_max_mb=item.get("capture_max_mb", 50.0),
             )
         )
     return tuple(devices)

@@ -51,6 +51,7 @@ def link_config(device: DeviceConfig, register_map: RegisterMap) -> LinkConfig:
         query_interval_s=tuya.query_interval_s,
         confirm_timeout_s=tuya.confirm_timeout_s,
         capture_path=device.capture,
+        capture_max_bytes=int(device.capture_max_mb * 1024 * 1024),
     )
     if tuya.heartbeat_interval_s is not None:
         config = dataclasses.replace(config, heartbeat_interval_s=tuya.heartbeat_interval_s)

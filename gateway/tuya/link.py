@@ -25,7 +25,7 @@ from gateway.errors import (
     McuTimeoutError,
 )
 from gateway.tuya.answers import McuResponder
-from gateway.tuya.capture import CaptureWriter
+from gateway.tuya.capture import DEFAULT_MAX_BYTES, CaptureWriter
 from gateway.tuya.channel import FrameChannel, LinkStats
 from gateway.tuya.handshake import LinkTimings, probe_mcu, run_handshake, watch_heartbeats
 from gateway.tuya.protocol import Command, DpValue, Frame, ProductInfo, decode_dps
@@ -69,6 +69,7 @@ class LinkConfig:
     confirm_timeout_s: float = 3.0  # default DP write confirmation window
     command_gap_s: float = 0.010
     capture_path: str | None = None
+    capture_max_bytes: int = DEFAULT_MAX_BYTES
     timings: LinkTimings = dataclasses.field(default_factory=LinkTimings)
 
 
@@ -126,7 +127,7 @@ class McuLink:
         await self.stop()  # after a fatal error: drop what is left of the last run
         self.fatal_error = None
         if self.config.capture_path:
-            self._capture = CaptureWriter(self.config.capture_path)
+            self._capture = CaptureWriter(self.config.capture_path, self.config.capture_max_bytes)
         self._set_state(LinkState.CONNECTING)
         self._runner = self._spawn(self._run())
         for dp, interval in self._keepalives:

@@ -25,6 +25,7 @@ from gateway.config import (
 from gateway.errors import ConfigError, GatewayError
 from gateway.modbus.server import RtuListener, TcpListener
 from gateway.regmap.shipped import maps_command
+from gateway.twin import scenario
 from gateway.twin.families import VARIANTS
 
 if TYPE_CHECKING:
@@ -175,6 +176,7 @@ def _add_simulate(parser: argparse.ArgumentParser) -> None:
     faults.add_argument("--drop-replies", type=float, default=0.0, metavar="P")
     faults.add_argument("--delay", type=float, default=0.0, metavar="S")
     faults.add_argument("--split-bytes", action="store_true", help="one byte per write")
+    scenario.add_cli_options(parser)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -196,9 +198,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         split_bytes=args.split_bytes,
     )
     listen = parse_listen(args.listen)
+    events = scenario.events_from_args(args)
 
     async def work(stop: asyncio.Event) -> int:
         twin = twin_from_options(options)  # one breaker for every connection: its state lives on
+        scenario.Scenario(twin, events).start()
         return await serve_peer(listen, lambda: twin, stop)
 
     return run_until_signalled(work)

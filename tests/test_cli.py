@@ -27,7 +27,7 @@ from gateway.tuya.protocol import Command, Frame, FrameDecoder, decode_dps
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MAP = ROOT / "register_map.yaml"
 TIMEOUT_S = 20.0
-CSV_HEADER = "table,address,count,name,format,word_order,scale,unit,access,description"
+CSV_HEADER = "table,address,count,name,format,word_order,scale,unit,access,range,step,description"
 
 
 def gateway(*args: str, timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess[str]:
@@ -249,7 +249,8 @@ def test_docs_csv_has_the_exact_header_and_every_point() -> None:
     assert switch[8] == "rw"
     markdown = gateway("docs", "register_map.yaml", "--format", "md").stdout.splitlines()
     assert markdown[0] == "| " + CSV_HEADER.replace(",", " | ") + " |"
-    assert len(markdown) == len(rows) + 1  # header, rule, one line per point
+    assert len(markdown) == len(rows) + 3  # header, rule, one line per point, blank, scale
+    assert markdown[-1].startswith("Scale: register = value × scale")
 
 
 def test_schema_is_json_schema() -> None:

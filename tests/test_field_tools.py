@@ -200,3 +200,24 @@ def test_the_draft_map_uses_the_guessed_scale_and_puts_switch_at_coil_0() -> Non
     points = {p["name"]: p for p in document["input_registers"]}
     assert points["total_energy"]["scale"] == 100
     parse_map(text)  # and it loads
+
+
+def test_discover_on_a_line_of_noise_suspects_the_baud_rate() -> None:
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "discover", "--link", os.ttyname(slave), "--wait-s", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        while proc.poll() is None:  # what 115200 baud looks like when read at 9600
+            os.write(master, b"\x13\x37\xfe\x80")
+            select.select([], [], [], 0.05)
+        out = proc.communicate(timeout=TIMEOUT_S)[0]
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 1
+    assert "that are no TuyaMCU frame: a wrong baud rate looks so" in out
+    assert SILENT_HINTS[2] in out

@@ -14,25 +14,33 @@ from __future__ import annotations
 import argparse
 import contextlib
 import contextvars
+import dataclasses
 import enum
 import json
 import logging
+import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from gateway.errors import GatewayError
 from gateway.modbus.pdu import UnitBackend
 from gateway.modbus.tables import ExceptionCode, Table
+from gateway.regmap.registers import decode_value
+from gateway.regmap.specs import RegisterMap
+
+_LOGGER = logging.getLogger(__name__)
 
 __all__ = [
     "JsonFormatter",
     "LogFormat",
-    "RefusedWrite",
     "UnitFilter",
+    "UnitInfo",
+    "WriteOutcome",
     "add_cli_options",
     "bind_unit",
-    "refused_write",
+    "log_refused_write",
     "setup",
     "unit_context",
 ]
@@ -60,7 +68,11 @@ def unit_context(unit: int, link: str) -> Iterator[None]:
 
 
 def _rounded(value: object) -> object:
-    return float(f"{value:.{_DIGITS}g}") if isinstance(value, float) else value
+    """A float to 6 significant digits, an integral one as an int: 60000.0 prints 60000."""
+    if not isinstance(value, float) or not math.isfinite(value):
+        return value
+    short = float(f"{value:.{_DIGITS}g}")
+    return int(short) if short.is_integer() else short
 
 
 class UnitFilter(logging.Filter):
@@ -118,61 +130,116 @@ def add_cli_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class _BoundBackend:
-    """A unit's Modbus backend whose log lines name the unit and its link."""
+class WriteOutcome(enum.StrEnum):
+    """Why a Modbus write did not happen, or did not end well."""
 
-    def __init__(self, backend: UnitBackend, unit: int, link: str) -> None:
+    READ_ONLY = "read-only"
+    NOT_WRITABLE = "not writable"
+    NO_POINT = "no writable point there"
+    RANGE = "out of range"
+    BUSY = "busy"
+    LINK_DOWN = "link down"
+    UNCONFIRMED = "not confirmed in time"
+    MISMATCH = "the MCU reported another value"
+
+
+_REFUSALS = {  # code -> outcome; 0x01 and 0x0B depend on the gateway's state
+    ExceptionCode.ILLEGAL_DATA_ADDRESS: WriteOutcome.NO_POINT,
+    ExceptionCode.ILLEGAL_DATA_VALUE: WriteOutcome.RANGE,
+    ExceptionCode.SERVER_DEVICE_BUSY: WriteOutcome.BUSY,
+    ExceptionCode.SERVER_DEVICE_FAILURE: WriteOutcome.MISMATCH,
+}
+_FAILED = (WriteOutcome.UNCONFIRMED, WriteOutcome.MISMATCH)  # sent: "failed", not "refused"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UnitInfo:
+    """What a unit's log lines say about it."""
+
+    unit: int
+    link: str
+    register_map: RegisterMap
+    read_only: bool
+    link_ready: Callable[[], bool]
+
+
+class _BoundBackend:
+    """A unit's Modbus backend whose log lines name the unit and its link, refusals alike."""
+
+    def __init__(self, backend: UnitBackend, info: UnitInfo) -> None:
         self.backend = backend
-        self.unit = unit
-        self.link = link
+        self.info = info
         self.identification = backend.identification  # the same dict: updates show
 
     def read(self, table: Table, address: int, count: int) -> list[int] | ExceptionCode:
-        with unit_context(self.unit, self.link):
+        with unit_context(self.info.unit, self.info.link):
             return self.backend.read(table, address, count)
 
     async def write(
         self, table: Table, address: int, values: list[int], client: str
     ) -> ExceptionCode | None:
-        with unit_context(self.unit, self.link):
-            return await self.backend.write(table, address, values, client)
+        with unit_context(self.info.unit, self.info.link):
+            code = await self.backend.write(table, address, values, client)
+            if code is not None:
+                log_refused_write(self.info, table, address, values, client, code)
+            return code
 
     def count_request(self, exception: ExceptionCode | None) -> None:
         self.backend.count_request(exception)
 
 
-def bind_unit(backend: UnitBackend, unit: int, link: str) -> UnitBackend:
-    """``backend`` as served: its requests log with ``unit`` and ``link``."""
-    return _BoundBackend(backend, unit, link)
+def bind_unit(backend: UnitBackend, info: UnitInfo) -> UnitBackend:
+    """``backend`` as served: its lines name the unit and link; each refusal logs one line."""
+    return _BoundBackend(backend, info)
 
 
-class RefusedWrite(enum.StrEnum):
-    """Why a Modbus write was not sent to the MCU."""
-
-    BUSY = "busy"
-    READ_ONLY = "read-only"
-    RANGE = "out of range"
-    LINK_DOWN = "link down"
-    NOT_WRITABLE = "not writable"
+def _outcome(info: UnitInfo, code: ExceptionCode) -> WriteOutcome:
+    if code is ExceptionCode.ILLEGAL_FUNCTION:
+        return WriteOutcome.READ_ONLY if info.read_only else WriteOutcome.NOT_WRITABLE
+    if code in _REFUSALS:
+        return _REFUSALS[code]
+    return WriteOutcome.UNCONFIRMED if info.link_ready() else WriteOutcome.LINK_DOWN
 
 
-def refused_write(
-    logger: logging.Logger, point: str, value: float, reason: RefusedWrite, client: str
+def _written(
+    register_map: RegisterMap, table: Table, address: int, values: list[int]
+) -> dict[str, object]:
+    """Point name -> the value the write asked for (rounded), for each point it touches."""
+    asked: dict[str, object] = {}
+    for point in register_map.points(table):
+        if point.end <= address or point.address >= address + len(values):
+            continue
+        words = values[point.address - address : point.end - address]
+        try:
+            value: object = _rounded(
+                float(
+                    decode_value(
+                        words, point.format, scale=point.scale, word_order=point.word_order
+                    )
+                )
+            )
+        except (GatewayError, ValueError, ArithmeticError):
+            value = words
+        asked[point.name] = value
+    return asked or {f"{table.value} {address}": values}
+
+
+def log_refused_write(
+    info: UnitInfo, table: Table, address: int, values: list[int], client: str, code: int
 ) -> None:
-    """The one log line of a refused write, whatever the reason."""
-    logger.warning(
-        "write refused: %s = %s by %s: %s",
-        point,
-        _rounded(value),
+    """The one line of a refused (or failed) write: same shape whatever the reason."""
+    outcome = _outcome(info, ExceptionCode(code))
+    asked = _written(info.register_map, table, address, values)
+    verb = "failed" if outcome in _FAILED else "refused"
+    shown = ", ".join(f"{name} = {value}" for name, value in asked.items())
+    fields = {"event": f"write_{verb}", "points": asked, "reason": outcome.value}
+    fields |= {"code": f"0x{code:02X}", "client": client}
+    _LOGGER.warning(
+        "write %s: %s by %s: %s (0x%02X)",
+        verb,
+        shown,
         client,
-        reason.value,
-        extra={
-            "fields": {
-                "event": "write_refused",
-                "point": point,
-                "value": value,
-                "reason": reason.value,
-                "client": client,
-            }
-        },
+        outcome.value,
+        code,
+        extra={"fields": fields, "unit": info.unit, "link": info.link},
     )

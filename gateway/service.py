@@ -89,7 +89,8 @@ class GatewayService:
             for device in config.devices
         }
         backends: dict[int, ServedUnit] = {
-            u: logs.bind_unit(unit.backend, u, unit.device.link) for u, unit in self.units.items()
+            u: logs.bind_unit(unit.backend, _log_info(unit, config.policy.read_only))
+            for u, unit in self.units.items()
         }
         self.modbus = ModbusService(backends, config.tcp, config.rtu)
         self._started = False
@@ -171,6 +172,17 @@ class GatewayService:
                 f" map {unit.register_map.path} ({spec.name}), product key {expected}{capture}"
             )
         return "\n".join(lines)
+
+
+def _log_info(unit: Unit, read_only: bool) -> logs.UnitInfo:
+    ready = unit.link
+    return logs.UnitInfo(
+        unit.device.unit,
+        unit.device.link,
+        unit.register_map,
+        read_only,
+        lambda: ready.state is LinkState.READY,
+    )
 
 
 def _status_of(link: McuLink) -> Callable[[], StatusValues]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -13,9 +14,14 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from pymodbus.client import ModbusTcpClient
+from pymodbus.client import AsyncModbusTcpClient, ModbusTcpClient
 
 from gateway import logs
+from gateway.config import DeviceConfig, GatewayConfig, WritePolicy
+from gateway.modbus.server import TcpListener
+from gateway.modbus.tables import Table
+from gateway.regmap.load import load_map
+from gateway.service import GatewayService
 
 TIMEOUT_S = 30.0
 KEYS = ["time", "level", "logger", "unit", "message", "fields"]
@@ -107,20 +113,64 @@ def test_numbers_are_rounded_and_fields_kept(captured: io.StringIO) -> None:
     assert record["fields"] == {"v": 0.3, "link": "/dev/ttyUSB0"}
 
 
-@pytest.mark.parametrize("reason", list(logs.RefusedWrite))
-def test_every_refusal_reason_logs_the_same_line(
-    captured: io.StringIO, reason: logs.RefusedWrite
+async def _refusal(
+    captured: io.StringIO, link: str, *, read_only: bool = False, writes: int = 1
+) -> dict[str, object]:
+    """Serve ``link``, write the switch coil ``writes`` times in a row: the last refusal line."""
+    device = DeviceConfig(unit=3, link=link, map_path="register_map.yaml")
+    policy = WritePolicy(read_only=read_only)
+    service = GatewayService(GatewayConfig((device,), TcpListener("127.0.0.1", 0), None, policy))
+    await service.start()
+    client = AsyncModbusTcpClient("127.0.0.1", port=service.tcp_port, timeout=5, retries=0)
+    try:
+        await client.connect()
+        if link.startswith("sim"):
+            await _until_ready(client)
+        for n in range(writes):
+            await client.write_coil(0, n % 2 == 0, device_id=3)
+    finally:
+        client.close()
+        await service.stop()
+    lines = [json.loads(line) for line in captured.getvalue().splitlines()]
+    return [r for r in lines if r["message"].startswith("write refused")][-1]
+
+
+async def _until_ready(client: AsyncModbusTcpClient) -> None:
+    for _ in range(100):
+        if not (await client.read_coils(0, count=1, device_id=3)).isError():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the unit never served")
+
+
+async def test_refusals_log_one_line_of_one_shape_whatever_the_reason(
+    captured: io.StringIO,
 ) -> None:
-    with logs.unit_context(2, "socket://10.0.0.5:6668"):
-        logs.refused_write(logging.getLogger("gateway.test"), "switch", 1.0000001, reason, "plc")
-    record = json.loads(captured.getvalue())
-    assert record["message"] == f"write refused: switch = 1.0 by plc: {reason.value}"
-    assert record["unit"] == 2
-    assert record["fields"] == {
-        "event": "write_refused",
-        "point": "switch",
-        "value": 1.0,
-        "reason": reason.value,
-        "client": "plc",
-        "link": "socket://10.0.0.5:6668",
+    closed = _free_port()  # nobody listens: the link never comes up
+    cases = {
+        "busy": await _refusal(captured, "sim://?motor_time=0.1", writes=2),
+        "read-only": await _refusal(captured, "sim://", read_only=True),
+        "link down": await _refusal(captured, f"socket://127.0.0.1:{closed}"),
     }
+    for reason, record in cases.items():
+        value = 0 if reason == "busy" else 1
+        code = {"busy": "0x06", "read-only": "0x01", "link down": "0x0B"}[reason]
+        assert record["message"] == (
+            f"write refused: switch = {value} by {record['fields']['client']}: {reason} ({code})"
+        )
+        assert record["unit"] == 3
+        assert record["fields"]["points"] == {"switch": value}
+        assert record["fields"]["reason"] == reason
+
+
+def test_a_refused_register_write_names_the_point_and_rounds_its_value(
+    captured: io.StringIO,
+) -> None:
+    info = logs.UnitInfo(1, "sim://family_b", load_map("tongou_tosmr1"), False, lambda: True)
+    # temperature_threshold: int16, scale 10, -25..100 °C; 1234 asks for 123.4 °C
+    logs.log_refused_write(info, Table.HOLDING_REGISTER, 4, [1234], "plc", 0x03)
+    record = json.loads(captured.getvalue())
+    assert record["message"] == (
+        "write refused: temperature_threshold = 123.4 by plc: out of range (0x03)"
+    )
+    assert record["fields"]["link"] == "sim://family_b"

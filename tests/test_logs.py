@@ -78,16 +78,20 @@ def test_json_logs_are_one_object_per_line_naming_unit_and_link() -> None:
     for record in about_units:
         assert record["unit"] == 1, record
         assert record["fields"]["link"] == "sim://", record
-    refused = [r for r in records if "refused" in r["message"]]
-    assert refused
-    assert refused[0]["logger"] == "gateway.unit.backend"
+    (refused,) = [r for r in records if r["message"].startswith("write refused")]
+    assert refused["logger"] == "gateway.logs"
+    assert refused["fields"]["points"] == {"overcurrent_threshold": 60000}
+    assert refused["fields"]["reason"] == "out of range"
 
 
 def test_text_logs_stay_the_default_and_name_unit_and_link() -> None:
     lines = _run_and_refuse().splitlines()
     assert not lines[0].startswith("{")
-    refused = [line for line in lines if "refused" in line]
-    assert "gateway.unit.backend: [unit 1 link sim://] write by" in refused[0]
+    (refused,) = [line for line in lines if "write refused" in line]
+    assert (
+        "WARNING gateway.logs: [unit 1 link sim://] write refused: overcurrent_threshold" in refused
+    )
+    assert refused.endswith("out of range (0x03)")
 
 
 @pytest.fixture

@@ -169,7 +169,14 @@ class _BoundBackend:
     def __init__(self, backend: UnitBackend, info: UnitInfo) -> None:
         self.backend = backend
         self.info = info
-        self.identification = backend.identification  # the same dict: updates show
+
+    @property
+    def identification(self) -> dict[int, str]:
+        return self.backend.identification
+
+    @identification.setter
+    def identification(self, value: dict[int, str]) -> None:
+        self.backend.identification = value
 
     def read(self, table: Table, address: int, count: int) -> list[int] | ExceptionCode:
         with unit_context(self.info.unit, self.info.link):

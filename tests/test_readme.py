@@ -185,3 +185,30 @@ async def test_the_troubleshooting_block_read_entry_is_true() -> None:
     finally:
         client.close()
         await service.stop()
+
+
+def test_the_safety_section_states_the_write_rules() -> None:
+    safety = README[README.index("## Safety") : README.index("## The twin for PLC")]
+    for rule in (
+        "only when the MCU confirms it",  # confirmation by the MCU's report
+        "`switch_interval_s`",
+        "No queued or late switch commands",
+        "never sent afterwards",
+        "never resent",
+        "resent once",
+        "`allow_broadcast_switch: true`",
+    ):
+        assert rule in safety, rule
+
+
+def test_the_register_table_gives_range_and_step_of_writable_points() -> None:
+    from gateway.regmap.docs import SCALE_SENTENCE, table_rows
+    from gateway.regmap.load import load_map
+
+    assert SCALE_SENTENCE in README
+    assert "register = value × scale" in SCALE_SENTENCE
+    rows = {row[3]: row for row in table_rows(load_map("tongou_tosmr1"))}
+    assert rows["leakage_threshold"][9:11] == ("30..100", "5")  # the device's own step
+    assert rows["temperature_threshold"][9:11] == ("-25..100", "0.1")  # scale 10: 0.1 °C
+    assert rows["switch"][9:11] == ("0..1", "1")
+    assert rows["voltage"][8:11] == ("r", "", "")  # read-only: no range, no step

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from gateway import __version__
+from gateway import __version__, logs
 from gateway.config import (
     DeviceConfig,
     GatewayConfig,
@@ -25,6 +25,8 @@ from gateway.config import (
 )
 from gateway.errors import ConfigError, GatewayError
 from gateway.modbus.server import RtuListener, TcpListener
+from gateway.regmap.shipped import maps_command
+from gateway.twin import scenario
 from gateway.twin.options import add_twin_arguments, twin_options_from_args
 from gateway.web.options import add_cli_options as add_http_options
 from gateway.web.options import http_from_args
@@ -48,11 +50,7 @@ Command = Callable[[argparse.Namespace], int]
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tuya-modbus-gateway`` and ``python -m gateway``."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(args, "log_level", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.setup(getattr(args, "log_level", "INFO"), getattr(args, "log_format", "text"))
     command: Command = args.command
     try:
         return command(args)
@@ -104,6 +102,7 @@ def _add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rtu-stopbits", type=int, choices=(1, 2), default=1)
     parser.add_argument("--config", help="gateway.yaml with listeners and several devices")
     parser.add_argument("--capture", metavar="FILE", help="record TuyaMCU traffic (JSON lines)")
+    parser.add_argument("--capture-max-mb", type=float, default=50.0, metavar="MB", help="rotate")
     parser.add_argument("--read-only", action="store_true", help="reject every Modbus write")
     add_http_options(parser)
 
@@ -138,6 +137,7 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         link=args.link,
         map_path=args.map or DEFAULT_MAP,
         capture=args.capture,
+        capture_max_mb=args.capture_max_mb,
     )
     if not 1 <= device.unit <= 247:
         raise ConfigError([f"--unit: expected 1..247, got {device.unit}"])
@@ -166,6 +166,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _add_simulate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", default="tcp://127.0.0.1:6668", help="tcp://HOST:PORT or pty")
     add_twin_arguments(parser)
+    scenario.add_cli_options(parser)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -173,9 +174,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     options = twin_options_from_args(args)
     listen = parse_listen(args.listen)
+    events = scenario.events_from_args(args)
 
     async def work(stop: asyncio.Event) -> int:
         twin = McuTwin(options)  # one breaker for every connection: its state lives on
+        scenario.Scenario(twin, events).start()
         return await serve_peer(listen, lambda: twin, stop)
 
     return run_until_signalled(work)
@@ -252,6 +255,7 @@ def _add_discover(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--link", required=True, help="MCU link URL")
     parser.add_argument("--baud", type=int, default=9600)
     parser.add_argument("--listen-s", type=float, default=10.0, metavar="S")
+    parser.add_argument("--wait-s", type=float, default=15.0, metavar="S", help="for an answer")
     parser.add_argument("--output", metavar="FILE", help="write a draft map here")
 
 
@@ -259,7 +263,9 @@ def _cmd_discover(args: argparse.Namespace) -> int:
     from gateway.discover import discover
 
     return run_until_signalled(
-        lambda stop: discover(args.link, args.baud, args.listen_s, args.output, stop, sys.stdout)
+        lambda stop: discover(
+            args.link, args.baud, args.listen_s, args.output, stop, sys.stdout, args.wait_s
+        )
     )
 
 
@@ -322,6 +328,7 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None] | None
     "schema": ("print the map format's JSON Schema", None, _cmd_schema),
     "discover": ("list an unknown breaker's datapoints", _add_discover, _cmd_discover),
     "sniff": ("decode TuyaMCU traffic", _add_sniff, _cmd_sniff),
+    "maps": ("list the shipped maps (--map NAME)", None, maps_command),
 }
 
 
@@ -334,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="logging threshold (default INFO)",
     )
+    logs.add_cli_options(common)
     parser = argparse.ArgumentParser(
         prog="tuya-modbus-gateway",
         description="Serve a TuyaMCU smart breaker as a Modbus TCP/RTU meter.",

@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway.errors import ConfigError
 from gateway.modbus.server import RtuListener, TcpListener
+from gateway.regmap.shipped import resolve_map
 from gateway.regmap.yaml_schema import Bool, Checked, Int, Key, ListOf, Num, Str, check_yaml, obj
 from gateway.tuya.payloads import MAC_PATTERN
 from gateway.web.options import HTTP_SCHEMA, HttpListener, http_from_yaml
@@ -52,6 +53,7 @@ _DEVICE = obj(
     baudrate=_BAUD,
     capture=Str(description="JSON-lines capture of the TuyaMCU traffic"),
     module_mac=Str(pattern=MAC_PATTERN, description="MAC answered to 0x2D; default: from link"),
+    capture_max_mb=Num(exclusive_minimum=0, description="rotate the capture at this size"),
 )
 CONFIG_SCHEMA = obj(
     "tuya-modbus-gateway gateway.yaml",
@@ -82,6 +84,7 @@ class DeviceConfig:
     baudrate: int | None = None
     capture: str | None = None
     module_mac: str | None = None
+    capture_max_mb: float = 50.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -130,10 +133,11 @@ def _devices(checked: Checked, items: list[Any], base_dir: str) -> tuple[DeviceC
             DeviceConfig(
                 unit=item["unit"],
                 link=item["link"],
-                map_path=_resolve(base_dir, item.get("map", "register_map.yaml")) or "",
+                map_path=resolve_map(item.get("map", "register_map.yaml"), base_dir),
                 baudrate=item.get("baudrate"),
                 capture=_resolve(base_dir, item.get("capture")),
                 module_mac=item.get("module_mac"),
+                capture_max_mb=item.get("capture_max_mb", 50.0),
             )
         )
     return tuple(devices)

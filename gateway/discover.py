@@ -1,9 +1,8 @@
 """``discover``: learn an unknown breaker's datapoints and write a draft map for it.
 
-Handshake as the gateway, query all, listen a while, then print every DP seen with a guess of
-its meaning from the known breaker families (the twin's variants are that catalogue) and write
-a draft map that passes ``check``: points are read-only unless the catalogue knows the DP is
-writable, raw values are kept raw (scale 0) so nothing is guessed silently.
+Handshake, query all, listen (each new DP printed as it comes), print every DP with a guess
+from the known families (the twin's variants) and write a draft map that passes ``check``:
+writable only where the catalogue says so, the guessed scale and unit, ``switch`` at coil 0.
 """
 
 from __future__ import annotations
@@ -11,23 +10,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
+import math
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
 
+from gateway.errors import McuTimeoutError
 from gateway.tuya.layouts import PHASE_A, decode_records
 from gateway.tuya.protocol import DpType, DpValue, ProductInfo
 from gateway.twin.families import VARIANTS, DpSpec, Role
 
-__all__ = ["SeenDp", "discover", "draft_map", "guess", "render_seen"]
+__all__ = ["SILENT_HINTS", "SeenDp", "discover", "draft_map", "guess", "render_seen"]
 
 _LOGGER = logging.getLogger(__name__)
 _HANDSHAKE_TIMEOUT_S = 15.0
 _PHASE_FIELDS = {
     f.name: {"offset": f.offset, "size": f.size, "scale": f.scale, "unit": f.unit} for f in PHASE_A
 }
+SILENT_HINTS = (
+    "the MCU never answered: check, in this order:",
+    "  - TX and RX crossed: the adapter's RX on the MCU's TX pad, its TX on the MCU's RX pad",
+    "  - the baud rate: most breakers use 9600, some 115200 (--baud)",
+    "  - 3.3 V levels and a common GND: a 5 V adapter can damage the MCU, some MCUs ignore it",
+    "  - the stock Tuya module removed or held in reset: it drives the same line",
+)
 
 
 @dataclasses.dataclass(slots=True)
@@ -110,9 +121,23 @@ def _name(dp: DpValue, used: set[str]) -> str:
     return name
 
 
+def guess_scale(spec: DpSpec | None) -> tuple[int, str] | None:
+    """(power-of-ten exponent, unit) from the catalogue's ``measures``: '0.01 kWh' → (-2, 'kWh')."""
+    if spec is None or spec.dp_type is not DpType.VALUE or not spec.measures:
+        return None
+    words = spec.measures.rsplit(",", 1)[-1].split()
+    try:
+        step = float(words[0])
+    except ValueError:
+        return (0, words[0]) if len(words) == 1 else None
+    return (round(math.log10(step)), " ".join(words[1:])) if step > 0 and len(words) > 1 else None
+
+
 def _datapoint(dp: DpValue, spec: DpSpec | None) -> dict[str, Any]:
     entry: dict[str, Any] = {"id": dp.dpid, "type": dp.dp_type.name.lower()}
     entry["writable"] = bool(spec and spec.writable)
+    if (scaled := guess_scale(spec)) is not None:
+        entry["scale"], entry["unit"] = scaled
     if dp.dp_type is DpType.ENUM:
         top = int(dp.payload[0])
         labels = list(spec.labels) if spec and spec.labels else []
@@ -138,7 +163,10 @@ def _points(name: str, dp: DpValue, entry: dict[str, Any]) -> list[tuple[str, di
         return [(table, {"name": name, "source": name})]
     if kind is DpType.VALUE:
         table = "holding_registers" if entry["writable"] else "input_registers"
-        return [(table, {"name": name, "source": name, "format": "int32"})]
+        point: dict[str, Any] = {"name": name, "source": name, "format": "int32"}
+        if entry.get("scale", 0) < 0:  # keep the resolution: register = value × 10^-scale
+            point["scale"] = 10 ** -entry["scale"]
+        return [(table, point)]
     if kind is DpType.ENUM:
         table = "holding_registers" if entry["writable"] else "input_registers"
         return [(table, {"name": name, "source": name})]
@@ -150,24 +178,18 @@ def _points(name: str, dp: DpValue, entry: dict[str, Any]) -> list[tuple[str, di
         point = {"name": name, "source": name, "format": "string", "registers": registers}
         return [("input_registers", point)]
     if "fields" in entry:
-        return [
-            (
-                "input_registers",
-                {
-                    "name": field,
-                    "source": f"{name}.{field}",
-                    "format": "uint32",
-                    "scale": 10 ** -layout["scale"],
-                },
-            )
-            for field, layout in entry["fields"].items()
-        ]
+        return [("input_registers", _field(name, *item)) for item in entry["fields"].items()]
     if "records" in entry:
         return [
             ("input_registers", {"name": f"{name}_{rec}", "source": f"{name}.{rec}"})
             for rec in entry["records"]
         ]
     return []  # an unknown raw DP: the user adds a field layout
+
+
+def _field(name: str, field: str, layout: dict[str, Any]) -> dict[str, Any]:
+    scale = 10 ** -layout["scale"]
+    return {"name": field, "source": f"{name}.{field}", "format": "uint32", "scale": scale}
 
 
 def draft_map(seen: dict[int, SeenDp], info: ProductInfo | None, link_url: str) -> str:
@@ -187,6 +209,7 @@ def draft_map(seen: dict[int, SeenDp], info: ProductInfo | None, link_url: str) 
         datapoints[name] = entry
         for table, point in _points(name, dp, entry):
             tables[table].append(point)
+    tables["coils"].sort(key=lambda point: point["name"] != "switch")  # switch at coil 0
     for points in tables.values():
         _number(points)
     device: dict[str, Any] = {"name": f"draft from {link_url}"}
@@ -211,27 +234,35 @@ def _number(points: list[dict[str, Any]]) -> None:
 
 
 async def discover(
-    url: str, baud: int, listen_s: float, output: str | None, stop: asyncio.Event, out: TextIO
+    url: str,
+    baud: int,
+    listen_s: float,
+    output: str | None,
+    stop: asyncio.Event,
+    out: TextIO,
+    wait_s: float = _HANDSHAKE_TIMEOUT_S,
 ) -> int:
-    """Handshake, query all, listen ``listen_s`` seconds, print and optionally write a draft."""
+    """Handshake (hints if the MCU is silent for ``wait_s``), query all, listen, print a draft."""
     from gateway.tuya.link import LinkConfig, McuLink
 
     seen: dict[int, SeenDp] = {}
-
-    def on_report(dp: DpValue) -> None:
-        entry = seen.get(dp.dpid)
-        seen[dp.dpid] = SeenDp(dp, 1 if entry is None else entry.reports + 1)
-
+    say = functools.partial(print, file=out, flush=True)
     link = McuLink(LinkConfig(url=url, baudrate=baud))
-    link.add_report_listener(on_report)
+    link.add_report_listener(_recorder(seen, say))
+    say(f"connecting to {url} at {baud} baud, waiting for the MCU...")
     await link.start()
     try:
-        await link.wait_ready(_HANDSHAKE_TIMEOUT_S)
+        await link.wait_ready(wait_s)
+        info = link.product_info
+        key = info.product_key if info is not None else "?"
+        say(f"MCU answered: product key {key!r}; listening {listen_s:g} s (Ctrl-C ends)")
         await link.query_all()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(listen_s):
                 await stop.wait()
-        info = link.product_info
+    except McuTimeoutError:
+        say(_silent_report(wait_s, link.stats.bytes_skipped, link.stats.frames_received))
+        return 1
     finally:
         await link.stop()
     out.write(render_seen(seen, info))
@@ -240,3 +271,24 @@ async def discover(
         out.write(f"draft map written to {output}\n")
     out.flush()
     return 0
+
+
+def _recorder(seen: dict[int, SeenDp], say: Callable[[str], None]) -> Callable[[DpValue], None]:
+    """A report listener that keeps the last value of each DP and announces new ones."""
+    started = time.monotonic()
+
+    def on_report(dp: DpValue) -> None:
+        entry = seen.get(dp.dpid)
+        seen[dp.dpid] = SeenDp(dp, 1 if entry is None else entry.reports + 1)
+        if entry is None:
+            say(f"{time.monotonic() - started:6.1f} s  new {dp.describe()}: {_meaning(dp)}")
+
+    return on_report
+
+
+def _silent_report(wait_s: float, bytes_skipped: int, frames: int) -> str:
+    """What a silent or garbled line tells, and the hints."""
+    heard = f"{frames} frame(s), no handshake answer" if frames else "not a single byte"
+    if bytes_skipped and not frames:
+        heard = f"{bytes_skipped} byte(s) that are no TuyaMCU frame: a wrong baud rate looks so"
+    return f"no answer in {wait_s:g} s; heard {heard}\n" + "\n".join(SILENT_HINTS)

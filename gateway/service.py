@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import gateway.twin  # noqa: F401 - registers the sim:// link scheme
+from gateway import logs
 from gateway.config import DeviceConfig, GatewayConfig
 from gateway.errors import ConfigError
 from gateway.modbus.server import ModbusService
@@ -57,6 +58,7 @@ def link_config(device: DeviceConfig, register_map: RegisterMap) -> LinkConfig:
         confirm_timeout_s=tuya.confirm_timeout_s,
         capture_path=device.capture,
         module_mac=parse_mac(device.module_mac) if device.module_mac else None,
+        capture_max_bytes=int(device.capture_max_mb * 1024 * 1024),
     )
     if tuya.heartbeat_interval_s is not None:
         config = dataclasses.replace(config, heartbeat_interval_s=tuya.heartbeat_interval_s)
@@ -95,13 +97,18 @@ class GatewayService:
         }
         self.web = None if config.http is None else _web_console(config, self.units)
         backends: dict[int, ServedUnit] = {
-            u: unit.backend if self.web is None else self.web.observe(u, unit.backend)
-            for u, unit in self.units.items()
+            u: self._served(unit, config.policy.read_only) for u, unit in self.units.items()
         }
         self.modbus = ModbusService(backends, config.tcp, config.rtu)
         if self.web is not None:
             self.web.connections = self.modbus.connections
         self._started = False
+
+    def _served(self, unit: Unit, read_only: bool) -> ServedUnit:
+        """The unit's backend as Modbus serves it: logged, and watched by the console."""
+        backend = unit.backend
+        watched = backend if self.web is None else self.web.observe(unit.device.unit, backend)
+        return logs.bind_unit(watched, _log_info(unit, read_only))
 
     def _build_unit(self, device: DeviceConfig, register_map: RegisterMap) -> Unit:
         link = McuLink(link_config(device, register_map))
@@ -137,8 +144,9 @@ class GatewayService:
             except BaseException:
                 await self.modbus.stop()
                 raise
-        for unit in self.units.values():
-            await unit.link.start()
+        for unit_id, unit in self.units.items():
+            with logs.unit_context(unit_id, unit.device.link):  # the link's tasks inherit it
+                await unit.link.start()
         self._started = True
         _LOGGER.info("%s", self.summary())
         tcp = self.config.tcp
@@ -158,8 +166,9 @@ class GatewayService:
         if self.web is not None:
             await self.web.stop()
         await self.modbus.stop()
-        for unit in self.units.values():
-            await unit.link.stop()
+        for unit_id, unit in self.units.items():
+            with logs.unit_context(unit_id, unit.device.link):
+                await unit.link.stop()
         _LOGGER.info("gateway stopped")
 
     def summary(self) -> str:
@@ -194,6 +203,17 @@ def _web_console(config: GatewayConfig, units: dict[int, Unit]) -> WebConsole:
 
     assert config.http is not None
     return WebConsole(config.http, units)
+
+
+def _log_info(unit: Unit, read_only: bool) -> logs.UnitInfo:
+    ready = unit.link
+    return logs.UnitInfo(
+        unit.device.unit,
+        unit.device.link,
+        unit.register_map,
+        read_only,
+        lambda: ready.state is LinkState.READY,
+    )
 
 
 def _status_of(link: McuLink) -> Callable[[], StatusValues]:

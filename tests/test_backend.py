@@ -533,7 +533,7 @@ def _every_read(backend: UnitBackend) -> list[object]:
     return reads
 
 
-PROFILE_MAPS = sorted((ROOT / "maps").glob("*.yaml"))
+PROFILE_MAPS = sorted((ROOT / "gateway" / "maps").glob("*.yaml"))
 
 
 @pytest.mark.parametrize(

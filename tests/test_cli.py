@@ -18,6 +18,8 @@ import tty
 from collections.abc import Iterator
 from pathlib import Path
 
+from tools import require
+
 from gateway.modbus.server import TcpListener
 from gateway.tuya.capture import read_capture
 from gateway.tuya.protocol import Command, Frame, FrameDecoder, decode_dps
@@ -25,7 +27,7 @@ from gateway.tuya.protocol import Command, Frame, FrameDecoder, decode_dps
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MAP = ROOT / "register_map.yaml"
 TIMEOUT_S = 20.0
-CSV_HEADER = "table,address,count,name,format,word_order,scale,unit,access,description"
+CSV_HEADER = "table,address,count,name,format,word_order,scale,unit,access,range,step,description"
 
 
 def gateway(*args: str, timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess[str]:
@@ -194,7 +196,7 @@ def test_run_rejects_flags_that_clash_with_config(tmp_path: Path) -> None:
 def mbpoll_values(port: int, *args: str) -> dict[int, int]:
     """One mbpoll read (-1) on 127.0.0.1:port; {} when it fails (e.g. link not READY yet)."""
     result = subprocess.run(
-        ["mbpoll", "-m", "tcp", "-p", str(port), "-a", "1", *args, "-1", "127.0.0.1"],
+        [require("mbpoll"), "-m", "tcp", "-p", str(port), "-a", "1", *args, "-1", "127.0.0.1"],
         capture_output=True,
         text=True,
         timeout=TIMEOUT_S,
@@ -247,7 +249,8 @@ def test_docs_csv_has_the_exact_header_and_every_point() -> None:
     assert switch[8] == "rw"
     markdown = gateway("docs", "register_map.yaml", "--format", "md").stdout.splitlines()
     assert markdown[0] == "| " + CSV_HEADER.replace(",", " | ") + " |"
-    assert len(markdown) == len(rows) + 1  # header, rule, one line per point
+    assert len(markdown) == len(rows) + 3  # header, rule, one line per point, blank, scale
+    assert markdown[-1].startswith("Scale: register = value × scale")
 
 
 def test_schema_is_json_schema() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import struct
 import subprocess
 import time
@@ -19,6 +18,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusIOException
 from pymodbus.pdu.diag_message import ReturnQueryDataResponse
 from pymodbus.pdu.mei_message import ReadDeviceInformationResponse
+from tools import require
 
 from gateway.errors import ConfigError
 from gateway.modbus import rtu as modbus_rtu
@@ -354,7 +354,6 @@ def test_config_errors_listed_together() -> None:
     assert len(info.value.errors) == 3
 
 
-@pytest.mark.skipif(shutil.which("mbpoll") is None, reason="mbpoll not installed")
 async def test_mbpoll_tcp(service: ModbusService, units: dict[int, MemoryBackend]) -> None:
     out = await run_mbpoll(
         "-m",
@@ -378,7 +377,7 @@ async def test_mbpoll_tcp(service: ModbusService, units: dict[int, MemoryBackend
 
 async def run_mbpoll(*args: str) -> str:
     proc = await asyncio.create_subprocess_exec(
-        "mbpoll", *args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        require("mbpoll"), *args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     out, _ = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, out.decode()
@@ -400,7 +399,7 @@ def parse_mbpoll(out: str) -> dict[int, int]:
 def start_socat(a: str, b: str) -> subprocess.Popen[bytes]:
     """Two linked pseudo-terminals at paths a and b."""
     proc = subprocess.Popen(
-        ["socat", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
+        [require("socat"), f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
         stderr=subprocess.DEVNULL,
     )
     for _ in range(500):
@@ -459,7 +458,6 @@ async def test_rtu_pymodbus_client_and_foreign_unit_silence(
         await svc.stop()
 
 
-@pytest.mark.skipif(shutil.which("mbpoll") is None, reason="mbpoll not installed")
 async def test_rtu_mbpoll(pty_pair: tuple[str, str], units: dict[int, MemoryBackend]) -> None:
     svc = await start_rtu(units, pty_pair[0], turnaround_delay_s=0.005)
     try:

@@ -27,8 +27,8 @@ from gateway.unit.cache import DatapointCache
 from gateway.unit.values import read_source
 
 ROOT = Path(__file__).resolve().parents[1]
-SDM120 = ROOT / "maps" / "sdm120.yaml"
-TONGOU = ROOT / "maps" / "tongou_tosmr1.yaml"
+SDM120 = ROOT / "gateway" / "maps" / "sdm120.yaml"
+TONGOU = ROOT / "gateway" / "maps" / "tongou_tosmr1.yaml"
 MAPS = (ROOT / "register_map.yaml", SDM120, TONGOU)
 TWIN_OPTIONS = "noise=0&report_interval=1&motor_time=0.1"  # quiet 0.5 s ends the query
 

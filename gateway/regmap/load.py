@@ -24,6 +24,7 @@ from gateway.modbus.tables import Table
 from gateway.regmap.datapoints import build_datapoints, build_device, build_tuya
 from gateway.regmap.registers import FLOAT_FORMATS, INTEGER_FORMATS, integer_range, register_count
 from gateway.regmap.schema import TABLE_KEYS, Checked, check_document, map_json_schema
+from gateway.regmap.shipped import not_found_hint, resolve_map
 from gateway.regmap.sources import is_text_source, parse_source, source_range, source_writable
 from gateway.regmap.specs import ConstSource, DatapointSpec, PointSpec, RegisterMap
 
@@ -36,10 +37,12 @@ _TEXT_NEEDED = "the string format needs a string datapoint or status.product_key
 
 def load_map(path: str | os.PathLike[str]) -> RegisterMap:
     """Load and validate the map at ``path``; ConfigError lists every problem."""
-    filename = os.fspath(path)
+    filename = resolve_map(os.fspath(path))
     try:
         with open(filename, encoding="utf-8") as stream:
             text = stream.read()
+    except FileNotFoundError as err:
+        raise ConfigError([f"{filename}: cannot read the map{not_found_hint()}"]) from err
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError([f"{filename}: cannot read the map: {err}"]) from err
     return parse_map(text, filename)

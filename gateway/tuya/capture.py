@@ -5,24 +5,28 @@ One object per line::
     {"mono": 812.25, "wall": "2026-11-24T05:01:02.123456+00:00", "dir": "rx",
      "hex": "55aa0307...", "summary": "DP_REPORT v3 dp16 bool=True"}
 
-``dir`` is ``rx`` for frames from the MCU and ``tx`` for frames the gateway sent.
+``dir`` is ``rx`` for frames from the MCU and ``tx`` for frames the gateway sent. Files rotate
+at a size limit to ``PATH.1``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import BinaryIO
 
 from gateway.errors import ConfigError
 from gateway.tuya.protocol import Frame, FrameDecoder
 
-__all__ = ["DIRECTIONS", "CaptureRecord", "CaptureWriter", "read_capture"]
+__all__ = ["DEFAULT_MAX_BYTES", "DIRECTIONS", "CaptureRecord", "CaptureWriter", "read_capture"]
 
 DIRECTIONS = ("rx", "tx")
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024  # --capture-max-mb 50: a few days of a busy line
+_TAIL = 64 * 1024  # a capture line is far shorter: its last newline is in here
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -37,23 +41,54 @@ class CaptureRecord:
 
 
 class CaptureWriter:
-    """Appends one JSON line per frame; line-buffered so ``tail -f`` sees frames at once."""
+    """Appends one JSON line per frame, each in a single write so ``tail -f`` sees whole lines.
 
-    def __init__(self, path: str) -> None:
+    At ``max_bytes`` the file moves to ``PATH.1`` (replacing the previous one) and a new file
+    starts: a line is never split between files. A half line left by a crash or power loss is
+    cut off when the file is opened again, so the capture stays readable.
+    """
+
+    def __init__(self, path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.path = path
-        self._handle: TextIO | None = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - closed by close()
+        self.max_bytes = max_bytes
+        self.rotations = 0
+        self._handle: BinaryIO | None = None
+        self._size = 0
+        self._open()
+
+    def _open(self) -> None:
+        self._handle = open(self.path, "a+b", buffering=0)  # noqa: SIM115 - closed by close()
+        self._size = self._handle.seek(0, os.SEEK_END)
+        if self._size:
+            self._handle.seek(max(0, self._size - _TAIL))
+            tail = self._handle.read()
+            if not tail.endswith(b"\n"):
+                self._size -= len(tail) - (tail.rfind(b"\n") + 1)
+                self._handle.truncate(self._size)
 
     def record(self, direction: str, frame: Frame) -> None:
         if self._handle is None:
             return
-        line = {
+        item = {
             "mono": time.monotonic(),
             "wall": datetime.now(UTC).isoformat(),
             "dir": direction,
             "hex": frame.encode().hex(),
             "summary": frame.describe(),
         }
-        self._handle.write(json.dumps(line, separators=(",", ":")) + "\n")
+        line = (json.dumps(item, separators=(",", ":")) + "\n").encode()
+        if self._size and self._size + len(line) > self.max_bytes:
+            self._rotate()
+        assert self._handle is not None
+        self._handle.write(line)
+        self._size += len(line)
+
+    def _rotate(self) -> None:
+        assert self._handle is not None
+        self._handle.close()
+        os.replace(self.path, self.path + ".1")
+        self.rotations += 1
+        self._open()
 
     def close(self) -> None:
         if self._handle is not None:

@@ -83,7 +83,7 @@ class McuLink:
         await self.stop()  # after a fatal error: drop what is left of the last run
         self.fatal_error = None
         if self.config.capture_path:
-            self._capture = CaptureWriter(self.config.capture_path)
+            self._capture = CaptureWriter(self.config.capture_path, self.config.capture_max_bytes)
         self._set_state(LinkState.CONNECTING)
         self._runner = self._spawn(self._run())
         if self.config.query_interval_s:

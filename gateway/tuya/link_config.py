@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 
+from gateway.tuya.capture import DEFAULT_MAX_BYTES
 from gateway.tuya.handshake import LinkTimings
 from gateway.tuya.payloads import derived_mac
 
@@ -38,6 +39,7 @@ class LinkConfig:
     confirm_timeout_s: float = 3.0  # default DP write confirmation window
     command_gap_s: float = 0.010
     capture_path: str | None = None
+    capture_max_bytes: int = DEFAULT_MAX_BYTES
     timings: LinkTimings = dataclasses.field(default_factory=LinkTimings)
     module_mac: bytes | None = None  # answered to 0x2D; None: derived from the URL
 

@@ -1,0 +1,223 @@
+"""sniff shows what is wrong on a line; discover talks while it listens and helps on silence."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.discover import SILENT_HINTS, draft_map
+from gateway.regmap.load import parse_map
+from gateway.tuya.protocol import Command, DpValue, Frame
+from gateway.tuya.scan import BadChecksum, LineScanner, Skipped
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT_S = 30.0
+GOOD = Frame(Command.DP_REPORT, DpValue.of_bool(16, True).encode(), version=3).encode()
+HEARTBEAT = Frame(Command.HEARTBEAT, b"\x01", version=3).encode()
+CORRUPT = GOOD[:-1] + bytes([GOOD[-1] ^ 0xFF])
+NOISE = bytes.fromhex("13 37 00 fe")
+
+
+def gateway(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+# -- the scanner ------------------------------------------------------------------------------
+def test_the_scanner_reports_noise_bad_frames_and_frames_in_order() -> None:
+    scanner = LineScanner()
+    scanner.feed(NOISE + GOOD + CORRUPT + HEARTBEAT + GOOD[:5])
+    events = list(scanner.events())
+    assert events == [
+        Skipped(NOISE, "noise"),
+        Frame(Command.DP_REPORT, DpValue.of_bool(16, True).encode(), version=3),
+        BadChecksum(CORRUPT),
+        Frame(Command.HEARTBEAT, b"\x01", version=3),
+    ]
+    assert list(scanner.idle()) == [Skipped(GOOD[:5], "incomplete frame")]
+
+
+def test_a_header_inside_a_bad_frame_is_a_resync_point() -> None:
+    scanner = LineScanner()
+    scanner.feed(GOOD[:6] + GOOD)  # a cut frame, then a whole one: its header is inside
+    events = list(scanner.events())
+    assert events[0] == Skipped(GOOD[:6], "bad frame start")
+    assert isinstance(events[1], Frame)
+
+
+@given(st.lists(st.sampled_from([GOOD, CORRUPT, HEARTBEAT, NOISE, b"\x55", b"\xaa"])))
+def test_every_byte_is_reported_exactly_once(chunks: list[bytes]) -> None:
+    line = b"".join(chunks)
+    scanner = LineScanner()
+    scanner.feed(line)
+    events = [*scanner.events(), *scanner.idle()]
+    shown = b"".join(e.encode() if isinstance(e, Frame) else e.data for e in events)
+    assert shown == line
+
+
+# -- sniff ------------------------------------------------------------------------------------
+def test_sniff_on_a_noisy_tap_marks_noise_and_bad_checksums_in_order() -> None:
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "sniff",
+            "--rx-mcu",
+            os.ttyname(slave),
+            "--duration",
+            "4",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        # Opening the port drops what was queued: heartbeats until the tap prints one.
+        while not select.select([proc.stdout], [], [], 0.1)[0]:
+            os.write(master, HEARTBEAT)
+        os.write(master, NOISE + GOOD + CORRUPT + HEARTBEAT)
+        out, err = proc.communicate(timeout=TIMEOUT_S)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    first = next(i for i, line in enumerate(lines) if "!!" in line)
+    assert lines[first].endswith("MCU  !! skipped 4 bytes (noise)  | 13 37 00 fe")
+    assert "DP_REPORT v3 dp16 bool=True" in lines[first + 1]
+    assert "MCU  !! bad checksum 0x" in lines[first + 2]
+    assert lines[first + 2].endswith(CORRUPT.hex(" "))
+    assert "HEARTBEAT" in lines[first + 3]
+    assert all("HEARTBEAT" in line for line in lines[:first])
+    assert lines[-1] == (
+        f"# summary: MCU {first + 2} frames, 1 bad checksums, 4 bytes skipped in 1 runs"
+    )
+
+
+def test_sniff_link_marks_what_the_decoder_dropped() -> None:
+    result = gateway(
+        "sniff", "--link", "sim://?garbage=1&bad_checksum=0.5&seed=3", "--duration", "4"
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(" MCU  !! dropped " in line for line in lines)
+    assert any("frame(s) with a bad checksum" in line for line in lines)
+    assert lines[-1].startswith("# summary: MCU ")
+
+
+def test_sniff_into_head_ends_quietly(tmp_path: Path) -> None:
+    capture = tmp_path / "big.jsonl"
+    record = {"mono": 0.0, "dir": "rx", "hex": GOOD.hex()}
+    capture.write_text("".join(json.dumps(record) + "\n" for _ in range(20_000)))
+    result = subprocess.run(
+        f"{sys.executable} -m gateway sniff --file {capture} | head -n 2",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert len(result.stdout.splitlines()) == 2
+    assert result.stderr == ""
+
+
+def test_sniff_file_ends_with_a_summary(tmp_path: Path) -> None:
+    capture = tmp_path / "c.jsonl"
+    rows = [{"mono": 1.0, "dir": "tx", "hex": HEARTBEAT.hex()}, {"mono": 1.5, "dir": "rx"}]
+    rows[1]["hex"] = GOOD.hex()
+    capture.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lines = gateway("sniff", "--file", str(capture)).stdout.splitlines()
+    assert lines[-1] == (
+        "# summary: MCU 1 frames, 0 bad checksums, 0 bytes skipped in 0 runs;"
+        " WIFI 1 frames, 0 bad checksums, 0 bytes skipped in 0 runs"
+    )
+
+
+# -- discover ---------------------------------------------------------------------------------
+def test_discover_prints_each_new_dp_while_it_listens(tmp_path: Path) -> None:
+    draft = tmp_path / "draft.yaml"
+    result = gateway(
+        "discover", "--link", "sim://?report_interval=1", "--listen-s", "1", "--output", str(draft)
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("connecting to sim://")
+    news = [line for line in lines if " s  new dp" in line]
+    assert len(news) == 9  # the family A twin's DPs, each announced once
+    assert any("new dp16 bool=True: switch" in line for line in news)
+    assert lines.index(news[-1]) < lines.index("9 datapoint(s) seen")
+    assert gateway("check", str(draft)).returncode == 0
+
+
+def test_discover_on_a_silent_line_ends_with_hints() -> None:
+    master, slave = os.openpty()
+    try:
+        result = gateway("discover", "--link", os.ttyname(slave), "--wait-s", "1")
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert result.returncode == 1
+    assert "no answer in 1 s; heard not a single byte" in result.stdout
+    for hint in SILENT_HINTS:
+        assert hint in result.stdout
+    for word in ("TX and RX", "baud", "3.3 V", "stock Tuya module"):
+        assert word in result.stdout
+
+
+def test_the_draft_map_uses_the_guessed_scale_and_puts_switch_at_coil_0() -> None:
+    from gateway.discover import SeenDp
+
+    reports = [
+        DpValue.of_bool(11, False),  # prepayment: a coil with a lower id than switch
+        DpValue.of_bool(16, True),
+        DpValue.of_value(1, 1234),  # total_energy, 0.01 kWh
+        DpValue.of_value(131, 215),  # temperature, 0.1 °C (family B)
+    ]
+    text = draft_map({dp.dpid: SeenDp(dp) for dp in reports}, None, "sim://")
+    document = yaml.safe_load(text)
+    assert document["coils"][0] == {"name": "switch", "source": "switch", "address": 0}
+    energy = document["datapoints"]["total_energy"]
+    assert (energy["scale"], energy["unit"]) == (-2, "kWh")
+    assert document["datapoints"]["temperature"]["scale"] == -1
+    points = {p["name"]: p for p in document["input_registers"]}
+    assert points["total_energy"]["scale"] == 100
+    parse_map(text)  # and it loads
+
+
+def test_discover_on_a_line_of_noise_suspects_the_baud_rate() -> None:
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "discover", "--link", os.ttyname(slave), "--wait-s", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        while proc.poll() is None:  # what 115200 baud looks like when read at 9600
+            os.write(master, b"\x13\x37\xfe\x80")
+            select.select([], [], [], 0.05)
+        out = proc.communicate(timeout=TIMEOUT_S)[0]
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 1
+    assert "that are no TuyaMCU frame: a wrong baud rate looks so" in out
+    assert SILENT_HINTS[2] in out

@@ -11,14 +11,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from gateway.twin.endpoints import McuTwin, serve_tcp
+from gateway.twin.endpoints import serve_tcp
+from gateway.twin.mcu import McuTwin
+from gateway.twin.options import TwinOptions
 
 
 async def serve(first_port: int, count: int, report_interval_s: float) -> None:
     """Serve ``count`` twins until cancelled."""
     servers = []
     for index in range(count):
-        twin = McuTwin(seed=first_port + index, report_interval_s=report_interval_s)
+        options = TwinOptions(seed=first_port + index, report_interval_s=report_interval_s)
+        twin = McuTwin(options)
         servers.append(await serve_tcp("127.0.0.1", first_port + index, lambda t=twin: t))
     await asyncio.Event().wait()
 

@@ -19,6 +19,7 @@ from pymodbus.client import ModbusTcpClient
 from gateway.errors import ConfigError
 from gateway.twin.families import Protection
 from gateway.twin.mcu import McuTwin
+from gateway.twin.options import TwinOptions
 from gateway.twin.scenario import Action, Event, Scenario, parse_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,13 +66,13 @@ def test_every_bad_event_is_reported_with_its_line() -> None:
 
 
 def test_a_trip_the_variant_cannot_do_is_refused_before_anything_runs() -> None:
-    twin = McuTwin("family_a")
+    twin = McuTwin(TwinOptions("family_a"))
     with pytest.raises(ConfigError, match="no over_temperature protection"):
         Scenario(twin, (Event(1, Action.TRIP, Protection.OVER_TEMPERATURE.value),))
 
 
 async def test_events_play_on_the_twins_clock_and_for_restores() -> None:
-    twin = McuTwin("family_a", noise=0)
+    twin = McuTwin(TwinOptions("family_a", noise=0))
     boots = twin.boots
     events = parse_scenario(
         "events:\n"

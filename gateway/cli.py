@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import signal
@@ -24,7 +25,9 @@ from gateway.config import (
 )
 from gateway.errors import ConfigError, GatewayError
 from gateway.modbus.server import RtuListener, TcpListener
+from gateway.regmap.export import add_export_options, cmd_export
 from gateway.twin.families import VARIANTS
+from gateway.unit.state_store import state_dir_for
 
 if TYPE_CHECKING:
     from gateway.twin.endpoints import McuPeer
@@ -92,7 +95,7 @@ def parse_listen(text: str) -> tuple[str, int] | None:
 # -- run -------------------------------------------------------------------------------------
 def _add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--link", help="MCU link: /dev/ttyUSB0, socket://h:p, sim://[variant]")
-    parser.add_argument("--map", help=f"register map (default {DEFAULT_MAP})")
+    parser.add_argument("--map", help=f"register map, or auto (default {DEFAULT_MAP})")
     parser.add_argument("--unit", type=int, help="Modbus unit id (default 1)")
     parser.add_argument("--tcp", help=f"Modbus TCP HOST:PORT, or 'off' (default {DEFAULT_TCP})")
     parser.add_argument("--rtu", metavar="DEVICE", help="Modbus RTU serial port")
@@ -102,6 +105,7 @@ def _add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="gateway.yaml with listeners and several devices")
     parser.add_argument("--capture", metavar="FILE", help="record TuyaMCU traffic (JSON lines)")
     parser.add_argument("--read-only", action="store_true", help="reject every Modbus write")
+    parser.add_argument("--state-dir", help="lifetime energy store (default: the state dir)")
 
 
 def config_from_args(args: argparse.Namespace) -> GatewayConfig:
@@ -142,6 +146,7 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    config = dataclasses.replace(config, state_dir=state_dir_for(args.state_dir, config.state_dir))
     from gateway.service import GatewayService
 
     service = GatewayService(config)  # loads every map: ConfigError here, before anything runs
@@ -342,6 +347,7 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None] | None
     "check": ("validate register maps", _add_check, _cmd_check),
     "docs": ("print a map's register table", _add_docs, _cmd_docs),
     "schema": ("print the map format's JSON Schema", None, _cmd_schema),
+    "export": ("write client configs from a map", add_export_options, cmd_export),
     "discover": ("list an unknown breaker's datapoints", _add_discover, _cmd_discover),
     "sniff": ("decode TuyaMCU traffic", _add_sniff, _cmd_sniff),
 }

@@ -46,7 +46,7 @@ _DEVICE = obj(
     "one breaker",
     unit=Key(Int(1, 247), True),
     link=Key(Str(description="/dev/ttyUSB0, socket://host:port, sim://[variant]"), True),
-    map=Str(description="register map, relative to this file"),
+    map=Str(description="register map, relative to this file, or auto (from the product key)"),
     baudrate=_BAUD,
     capture=Str(description="JSON-lines capture of the TuyaMCU traffic"),
 )
@@ -57,6 +57,7 @@ CONFIG_SCHEMA = obj(
         "gateway-wide write rules", read_only=Bool(), switch_interval_s=Num(minimum=0)
     ),
     devices=Key(ListOf(_DEVICE, min_items=1), True),
+    state_dir=Str(description="lifetime energy store, relative to this file"),
 )
 
 
@@ -87,6 +88,7 @@ class GatewayConfig:
     tcp: TcpListener | None = None
     rtu: RtuListener | None = None
     policy: WritePolicy = dataclasses.field(default_factory=WritePolicy)
+    state_dir: str | None = None  # lifetime energy store; None keeps it in memory
 
 
 def parse_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -107,6 +109,10 @@ def _resolve(base_dir: str, path: str | None) -> str | None:
     return os.path.normpath(os.path.join(base_dir, path))
 
 
+def _map_path(base_dir: str, path: str) -> str:
+    return path if path == "auto" else _resolve(base_dir, path) or ""
+
+
 def _devices(checked: Checked, items: list[Any], base_dir: str) -> tuple[DeviceConfig, ...]:
     devices: list[DeviceConfig] = []
     seen: dict[int, int] = {}
@@ -124,7 +130,7 @@ def _devices(checked: Checked, items: list[Any], base_dir: str) -> tuple[DeviceC
             DeviceConfig(
                 unit=item["unit"],
                 link=item["link"],
-                map_path=_resolve(base_dir, item.get("map", "register_map.yaml")) or "",
+                map_path=_map_path(base_dir, item.get("map", "register_map.yaml")),
                 baudrate=item.get("baudrate"),
                 capture=_resolve(base_dir, item.get("capture")),
             )
@@ -159,4 +165,5 @@ def load_config(path: str) -> GatewayConfig:
     policy = dict(data.get("write_policy", {}))
     if checked.errors:
         raise ConfigError(checked.errors)
-    return GatewayConfig(devices=devices, tcp=tcp, rtu=rtu, policy=WritePolicy(**policy))
+    state_dir = _resolve(os.path.dirname(os.path.abspath(path)), data.get("state_dir"))
+    return GatewayConfig(devices, tcp, rtu, WritePolicy(**policy), state_dir)

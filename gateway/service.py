@@ -16,11 +16,15 @@ from gateway.config import DeviceConfig, GatewayConfig
 from gateway.errors import ConfigError
 from gateway.modbus.server import ModbusService
 from gateway.modbus.server import UnitBackend as ServedUnit
+from gateway.regmap.catalog import AUTO, pending_map
 from gateway.regmap.load import load_map
 from gateway.regmap.specs import RegisterMap
 from gateway.tuya.link import LinkConfig, LinkState, McuLink
+from gateway.unit.auto import AutoBackend
 from gateway.unit.backend import StatusValues, UnitBackend
 from gateway.unit.cache import DatapointCache
+from gateway.unit.energy import LifetimeEnergy, lifetime_energy
+from gateway.unit.state_store import StateStore
 
 __all__ = ["GatewayService", "Unit"]
 
@@ -38,6 +42,8 @@ class Unit:
     cache: DatapointCache
     backend: UnitBackend
     removers: list[Callable[[], None]] = dataclasses.field(default_factory=list)
+    served: ServedUnit | None = None  # what Modbus talks to, when not ``backend`` (--map auto)
+    lifetime: LifetimeEnergy | None = None
 
 
 def link_config(device: DeviceConfig, register_map: RegisterMap) -> LinkConfig:
@@ -67,6 +73,9 @@ def _load_maps(devices: tuple[DeviceConfig, ...]) -> dict[str, RegisterMap]:
     for device in devices:
         if device.map_path in maps:
             continue
+        if device.map_path == AUTO:
+            maps[AUTO] = pending_map()
+            continue
         try:
             maps[device.map_path] = load_map(device.map_path)
         except ConfigError as err:
@@ -82,33 +91,70 @@ class GatewayService:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         maps = _load_maps(config.devices)
+        self._store = StateStore(config.state_dir) if any(m.energy for m in maps.values()) else None
         self.units: dict[int, Unit] = {
             device.unit: self._build_unit(device, maps[device.map_path])
             for device in config.devices
         }
-        backends: dict[int, ServedUnit] = {u: unit.backend for u, unit in self.units.items()}
+        backends: dict[int, ServedUnit] = {
+            u: unit.served or unit.backend for u, unit in self.units.items()
+        }
         self.modbus = ModbusService(backends, config.tcp, config.rtu)
         self._started = False
 
     def _build_unit(self, device: DeviceConfig, register_map: RegisterMap) -> Unit:
         link = McuLink(link_config(device, register_map))
         cache = DatapointCache()
-        backend = UnitBackend(
-            register_map,
-            cache,
-            link.write_dp,
-            _status_of(link),
-            switch_interval_s=self.config.policy.switch_interval_s,
-            read_only=self.config.policy.read_only,
-            unit_id=device.unit,
-        )
-        unit = Unit(device, register_map, link, cache, backend)
+        lifetime = lifetime_energy(register_map, cache, self._store, device.unit)
+        backend = self._backend(register_map, cache, link, device.unit, lifetime)
+        unit = Unit(device, register_map, link, cache, backend, lifetime=lifetime)
         unit.removers.append(link.add_report_listener(cache.update))
         unit.removers.append(link.add_state_listener(cache.set_link_state))
         unit.removers.append(link.add_state_listener(_product_key_check(unit)))
-        for keepalive in register_map.tuya.keepalive:
-            link.add_keepalive(keepalive.dp, keepalive.interval_s)
+        if device.map_path == AUTO:
+            unit.served = auto = AutoBackend(
+                device.unit, lambda chosen: self._use_map(unit, chosen)
+            )
+            unit.removers.append(link.add_state_listener(auto.state_listener(link)))
+        else:
+            self._attach(unit)
         return unit
+
+    def _backend(
+        self,
+        register_map: RegisterMap,
+        cache: DatapointCache,
+        link: McuLink,
+        unit_id: int,
+        lifetime: LifetimeEnergy | None,
+    ) -> UnitBackend:
+        return UnitBackend(
+            register_map,
+            cache,
+            link.write_dp,
+            _status_of(link, lifetime),
+            switch_interval_s=self.config.policy.switch_interval_s,
+            read_only=self.config.policy.read_only,
+            unit_id=unit_id,
+        )
+
+    def _use_map(self, unit: Unit, register_map: RegisterMap) -> UnitBackend:
+        """Serve ``register_map`` from now on (``--map auto`` chose it)."""
+        unit.lifetime = lifetime_energy(register_map, unit.cache, self._store, unit.device.unit)
+        unit.register_map = register_map
+        unit.backend = self._backend(
+            register_map, unit.cache, unit.link, unit.device.unit, unit.lifetime
+        )
+        self._attach(unit)
+        return unit.backend
+
+    def _attach(self, unit: Unit) -> None:
+        """The map's keep-alives, and the lifetime energy fed by the link's reports."""
+        if unit.lifetime is not None:
+            unit.removers.append(unit.link.add_report_listener(unit.lifetime.on_report))
+            unit.lifetime.catch_up()
+        for keepalive in unit.register_map.tuya.keepalive:
+            unit.link.add_keepalive(keepalive.dp, keepalive.interval_s)
 
     @property
     def tcp_port(self) -> int:
@@ -167,7 +213,7 @@ class GatewayService:
         return "\n".join(lines)
 
 
-def _status_of(link: McuLink) -> Callable[[], StatusValues]:
+def _status_of(link: McuLink, lifetime: LifetimeEnergy | None) -> Callable[[], StatusValues]:
     """The live link values a map's status points show."""
 
     def status() -> StatusValues:
@@ -180,9 +226,15 @@ def _status_of(link: McuLink) -> Callable[[], StatusValues]:
             "checksum_errors": stats.checksum_errors,
             "heartbeat_rtt_ms": stats.heartbeat_rtt_ms,
             "product_key": info.product_key if info is not None else None,
+            "lifetime_energy": _kwh(lifetime),
         }
 
     return status
+
+
+def _kwh(lifetime: LifetimeEnergy | None) -> float | None:
+    value = lifetime.value() if lifetime is not None else None
+    return None if value is None else float(value)
 
 
 def _product_key_check(unit: Unit) -> Callable[[LinkState], None]:
@@ -194,7 +246,7 @@ def _product_key_check(unit: Unit) -> Callable[[LinkState], None]:
         info = unit.link.product_info
         found = info.product_key if info is not None else None
         expected = unit.register_map.device.product_key
-        if expected is not None and found != expected:
+        if expected is not None and found not in unit.register_map.device.product_keys:
             _LOGGER.warning(
                 "unit %d: PRODUCT KEY MISMATCH: the MCU on %s reports %r but map %s expects %r;"
                 " the map may not fit this breaker, check every value before trusting it",

@@ -59,6 +59,7 @@ def build_device(raw: Mapping[str, Any]) -> DeviceSpec:
     if raw.get("model"):
         ident.setdefault("model_name", raw["model"])
     texts = {_IDENT_IDS[key]: str(value) for key, value in ident.items()}
+    keys = ([raw["product_key"]] if raw.get("product_key") else []) + raw.get("product_keys", [])
     return DeviceSpec(
         name=raw["name"],
         vendor=raw.get("vendor", ""),
@@ -66,6 +67,7 @@ def build_device(raw: Mapping[str, Any]) -> DeviceSpec:
         product_key=raw.get("product_key"),
         description=raw.get("description", ""),
         identification=MappingProxyType(dict(sorted(texts.items()))),
+        product_keys=tuple(dict.fromkeys(keys)),
     )
 
 

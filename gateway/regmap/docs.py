@@ -10,7 +10,7 @@ from gateway.modbus.tables import Table
 from gateway.regmap.registers import INTEGER_FORMATS
 from gateway.regmap.specs import DpSource, PointSpec, RegisterMap, StatusSource
 
-__all__ = ["COLUMNS", "render_csv", "render_markdown", "table_rows"]
+__all__ = ["COLUMNS", "point_unit", "render_csv", "render_markdown", "table_rows"]
 
 COLUMNS = (
     "table",
@@ -38,7 +38,7 @@ def table_rows(register_map: RegisterMap) -> Iterator[tuple[str, ...]]:
                 point.format,
                 point.word_order if point.count > 1 and point.format != "string" else "",
                 str(point.scale) if point.format in INTEGER_FORMATS else "",
-                point.unit or _source_unit(register_map, point),
+                point_unit(register_map, point),
                 "rw" if point.writable else "r",
                 point.description or _source_text(register_map, point),
             )
@@ -58,6 +58,11 @@ def render_markdown(register_map: RegisterMap) -> str:
         cells = (cell.replace("|", "\\|") for cell in row)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def point_unit(register_map: RegisterMap, point: PointSpec) -> str:
+    """The point's unit, else its datapoint's."""
+    return point.unit or _source_unit(register_map, point)
 
 
 def _source_unit(register_map: RegisterMap, point: PointSpec) -> str:

@@ -1,0 +1,68 @@
+"""The shipped maps as a catalogue: which map fits the product key a breaker reports.
+
+``--map auto`` and ``discover`` use it. The default map comes first, then ``maps/`` by file
+name, so a family's own map wins over the meter profiles (SDM120, SDM630) that list the same
+keys because they fit the same breakers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from types import MappingProxyType
+
+from gateway.errors import ConfigError
+from gateway.regmap.load import load_map
+from gateway.regmap.specs import DeviceSpec, RegisterMap, TuyaSpec
+
+__all__ = ["AUTO", "MapChoice", "choose_map", "pending_map", "shipped_maps"]
+
+AUTO = "auto"
+_PACKAGE = Path(__file__).resolve().parents[1]
+_ROOT = _PACKAGE.parent
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MapChoice:
+    """The map for a product key (None: no shipped map knows it), and the others that fit."""
+
+    product_key: str | None
+    map: RegisterMap | None
+    also: tuple[str, ...] = ()
+
+
+def _shipped_paths() -> list[Path]:
+    """Package data if installed so (gateway/maps), else the source tree's maps."""
+    for base in (_PACKAGE / "maps", _ROOT / "maps"):
+        if base.is_dir():
+            default = base.parent / "register_map.yaml"
+            maps = sorted(p for p in base.glob("*.yaml") if p.name != "register_map.yaml")
+            return ([default] if default.is_file() else []) + maps
+    return []
+
+
+@functools.cache
+def shipped_maps() -> tuple[RegisterMap, ...]:
+    """Every shipped map that loads, in catalogue order."""
+    loaded = []
+    for path in _shipped_paths():
+        try:
+            loaded.append(load_map(path))
+        except ConfigError:
+            continue  # a broken shipped map is check's business, not the catalogue's
+    return tuple(loaded)
+
+
+def choose_map(product_key: str | None) -> MapChoice:
+    """The first shipped map that lists ``product_key``, and the names of the others."""
+    fits = [m for m in shipped_maps() if product_key and product_key in m.device.product_keys]
+    if not fits:
+        return MapChoice(product_key, None)
+    return MapChoice(product_key, fits[0], tuple(m.path for m in fits[1:]))
+
+
+def pending_map() -> RegisterMap:
+    """The placeholder an auto unit holds until its map is chosen: no points, default link."""
+    device = DeviceSpec(AUTO, description="chosen from the product key at the handshake")
+    return RegisterMap(AUTO, device, TuyaSpec(query_interval_s=30), MappingProxyType({}), {})

@@ -16,7 +16,14 @@ from gateway.errors import ConfigError
 from gateway.regmap.load import load_map
 from gateway.regmap.specs import DeviceSpec, RegisterMap, TuyaSpec
 
-__all__ = ["AUTO", "MapChoice", "choose_map", "pending_map", "shipped_maps"]
+__all__ = [
+    "AUTO",
+    "MapChoice",
+    "choose_map",
+    "describe_choice",
+    "pending_map",
+    "shipped_maps",
+]
 
 AUTO = "auto"
 _PACKAGE = Path(__file__).resolve().parents[1]
@@ -60,6 +67,15 @@ def choose_map(product_key: str | None) -> MapChoice:
     if not fits:
         return MapChoice(product_key, None)
     return MapChoice(product_key, fits[0], tuple(m.path for m in fits[1:]))
+
+
+def describe_choice(product_key: str | None) -> str:
+    """One line naming the shipped map for ``product_key`` (``discover`` prints it)."""
+    choice = choose_map(product_key)
+    if choice.map is None:
+        return "shipped map: none lists this product key (write one from the draft)"
+    also = f" (also fits: {', '.join(choice.also)})" if choice.also else ""
+    return f"shipped map: {choice.map.path} ({choice.map.device.name}){also}"
 
 
 def pending_map() -> RegisterMap:

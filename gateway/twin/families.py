@@ -26,6 +26,7 @@ __all__ = [
     "Role",
     "Variant",
     "get_variant",
+    "register",
 ]
 
 
@@ -45,6 +46,9 @@ class Role(enum.Enum):
     ALARM_SET = "alarm_set"  # raw list of [id, enabled, u16 BE value]
     THRESHOLD = "threshold"  # value DP holding one protection limit
     ACTION = "action"  # enum closed/alarm/trip for one protection
+    VOLTAGE = "voltage"  # value, 0.1 V (family C reports V, I, P as separate DPs)
+    CURRENT = "current"  # value, mA
+    POWER = "power"  # value, W
 
 
 class Protection(enum.Enum):
@@ -280,7 +284,13 @@ FAMILY_B = Variant(
     ),
 )
 
-VARIANTS: Mapping[str, Variant] = MappingProxyType({"family_a": FAMILY_A, "family_b": FAMILY_B})
+_REGISTRY: dict[str, Variant] = {"family_a": FAMILY_A, "family_b": FAMILY_B}
+VARIANTS: Mapping[str, Variant] = MappingProxyType(_REGISTRY)
+
+
+def register(variant: Variant) -> None:
+    """Add a variant defined in its own module (gateway.twin.__init__ imports those)."""
+    _REGISTRY[variant.name] = variant
 
 
 def get_variant(name: str) -> Variant:

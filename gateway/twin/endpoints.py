@@ -2,7 +2,8 @@
 
 ``sim://``, ``sim://family_b`` and ``sim://family_a?report_interval=1&seed=3`` name a twin;
 query keys are the :class:`TwinOptions` fields (a trailing ``_s``/``_v``/``_a`` may be left
-off: ``report_interval``, ``motor_time``, ``voltage``, ``current``, ``delay``).
+off: ``report_interval``, ``motor_time``, ``voltage``, ``current``, ``delay``, ``energy``
+in kWh).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class TwinOptions:
     delay_s: float = 0.0
     split_bytes: bool = False
     small_rx_buffer: bool = False
+    energy_kwh: float | None = None  # the energy counter's first value; None: the variant's
 
 
 def twin_from_options(opts: TwinOptions) -> McuTwin:
@@ -78,6 +80,8 @@ def twin_from_options(opts: TwinOptions) -> McuTwin:
         current_a=opts.current_a,
         noise=opts.noise,
     )
+    if opts.energy_kwh is not None:
+        twin.set_energy(opts.energy_kwh)
     faults = twin.faults
     faults.garbage = opts.garbage
     faults.bad_checksum = opts.bad_checksum
@@ -98,7 +102,7 @@ def _convert(name: str, text: str) -> object:
         raise ValueError(f"expected a boolean, got {text!r}")
     if kind == "int":
         return int(text)
-    if kind == "float":
+    if kind in ("float", "float | None"):
         return float(text)
     return text
 
@@ -116,7 +120,8 @@ def parse_sim_url(url: str) -> TwinOptions:
         )
     names = {f.name for f in dataclasses.fields(TwinOptions)} - {"variant"}
     for key, text in parse_qsl(parts.query, keep_blank_values=True):
-        name = next((n for n in (key, f"{key}_s", f"{key}_v", f"{key}_a") if n in names), None)
+        suffixed = (key, f"{key}_s", f"{key}_v", f"{key}_a", f"{key}_kwh")
+        name = next((n for n in suffixed if n in names), None)
         if name is None:
             errors.append(f"{url}: unknown option {key!r} (known: {', '.join(sorted(names))})")
             continue

@@ -18,7 +18,7 @@ from gateway.regmap.catalog import choose_map, shipped_maps
 from gateway.tuya.link import LinkState
 
 ROOT = Path(__file__).resolve().parents[1]
-OPTIONS = "noise=0&report_interval=0.2"
+OPTIONS = "noise=0&report_interval=1"  # quiet 0.5 s ends the handshake query
 FAMILIES = {
     "family_a": ROOT / "register_map.yaml",
     "family_b": ROOT / "maps" / "tongou_tosmr1.yaml",

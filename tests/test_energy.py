@@ -156,7 +156,7 @@ def test_a_process_killed_mid_write_loses_nothing(tmp_path: Path) -> None:
 
 # -- served -----------------------------------------------------------------------------
 
-TWIN = "sim://family_a?noise=0&report_interval=0.2&energy={energy}"
+TWIN = "sim://family_a?noise=0&report_interval=1&energy={energy}"
 
 
 class Meter(Served):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.regmap.layouts import PhaseLayout
 from gateway.regmap.registers import FORMATS, STALE_POLICIES, WORD_ORDERS
 from gateway.regmap.yaml_schema import (
     NAME_PATTERN,
@@ -183,7 +184,11 @@ _DATAPOINT = obj(
     labels=ListOf(Str(pattern=_NAME), 1, description="enum labels in wire order"),
     bits=MapOf(Int(0, 31), "bitmap bit names -> bit number"),
     size=Int(1, 4, "bitmap size in bytes for writes"),
-    fields=MapOf(_FIELD, "raw field layout"),
+    layout=Str(
+        tuple(layout.value for layout in PhaseLayout),
+        description="a named raw field layout: vip8 or vipqsf15 (the phase DP)",
+    ),
+    fields=MapOf(_FIELD, "raw field layout (added to, or replacing, the named layout's)"),
     records=MapOf(_RECORD, "alarm_set records addressed by id"),
     confirm_timeout_s=Num(exclusive_minimum=0),
     max_age_s=Num(exclusive_minimum=0),

@@ -49,6 +49,7 @@ class Role(enum.Enum):
     VOLTAGE = "voltage"  # value, 0.1 V (family C reports V, I, P as separate DPs)
     CURRENT = "current"  # value, mA
     POWER = "power"  # value, W
+    PHASE_A_PQ = "phase_a_pq"  # raw 15 B: phase_a, then Q u24 var, S u24 VA, PF u8 0.01
 
 
 class Protection(enum.Enum):

@@ -1,4 +1,5 @@
-"""Family C: Tongou's older layout (AT-Q-SMR1-40-JWT, AT-QCB2-JWT), as twin data.
+"""Family C: Tongou's older layout (AT-Q-SMR1-40-JWT, AT-QCB2-JWT), as twin data; and
+``family_a_pq``, family A with the 15-byte phase DP some newer MCUs send.
 
 Voltage, current and power are separate value DPs (106, 107, 117) instead of a phase_a raw
 DP. The limits sit in 102-105, 110 and 118; the protection actions in 111-116 follow the
@@ -7,11 +8,13 @@ order of those limits (current, over-voltage, under-voltage, leakage, temperatur
 
 from __future__ import annotations
 
+import dataclasses
 from types import MappingProxyType
 
 from gateway.tuya.protocol import DpType, DpValue
 from gateway.twin.families import (
     _LAST_EVENTS,
+    FAMILY_A,
     DpSpec,
     Protection,
     ProtectionSpec,
@@ -20,21 +23,31 @@ from gateway.twin.families import (
     register,
 )
 
-__all__ = ["FAMILY_C", "MEASURED", "measured_dp"]
+__all__ = ["FAMILY_A_PQ", "FAMILY_C", "MEASURED", "measured_dp"]
 
 _ACTIONS = ("closed", "alarm", "trip")
-MEASURED = (Role.VOLTAGE, Role.CURRENT, Role.POWER)
+MEASURED = (Role.VOLTAGE, Role.CURRENT, Role.POWER, Role.PHASE_A_PQ)
 
 
 def measured_dp(dpid: int, role: Role, volts: float, amps: float) -> DpValue:
-    """The voltage (0.1 V), current (mA) or power (W, V·I truncated) DP for one reading."""
+    """The voltage (0.1 V), current (mA), power (W, V·I truncated) or 15-byte phase DP."""
     deci_v, milli_a = round(volts * 10), round(amps * 1000)
+    if role is Role.PHASE_A_PQ:
+        return DpValue.of_raw(dpid, phase_15(deci_v, milli_a))
     wire = {
         Role.VOLTAGE: deci_v,
         Role.CURRENT: milli_a,
         Role.POWER: int(deci_v * milli_a / 10_000),
     }
     return DpValue.of_value(dpid, wire[role])
+
+
+def phase_15(deci_v: int, milli_a: int) -> bytes:
+    """V u16, I u24, P u24, Q u24, S u24, PF u8 (0.01); the twin's load is resistive."""
+    deci_v, milli_a = min(deci_v, 0xFFFF), min(milli_a, 0xFFFFFF)
+    apparent = min(int(deci_v * milli_a / 10_000), 0xFFFFFF)
+    sizes = ((deci_v, 2), (milli_a, 3), (apparent, 3), (0, 3), (apparent, 3), (100, 1))
+    return b"".join(value.to_bytes(size, "big") for value, size in sizes)
 
 
 def _value(dpid: int, name: str, role: Role, initial: int, measures: str) -> DpSpec:
@@ -114,4 +127,13 @@ FAMILY_C = Variant(
     ),
 )
 
+_PHASE_PQ = DpSpec(6, "phase_a", DpType.RAW, Role.PHASE_A_PQ, b"", measures="V I P Q S PF")
+FAMILY_A_PQ = dataclasses.replace(
+    FAMILY_A,
+    name="family_a_pq",
+    models="family A with the 15-byte phase DP (reactive, apparent power, power factor)",
+    dps=tuple(_PHASE_PQ if dp.dpid == 6 else dp for dp in FAMILY_A.dps),
+)
+
 register(FAMILY_C)
+register(FAMILY_A_PQ)

@@ -91,7 +91,8 @@ class GatewayService:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         maps = _load_maps(config.devices)
-        self._store = StateStore(config.state_dir) if any(m.energy for m in maps.values()) else None
+        self._store = StateStore(config.state_dir)
+        self._needs_store = AUTO in maps or any(m.energy for m in maps.values())
         self.units: dict[int, Unit] = {
             device.unit: self._build_unit(device, maps[device.map_path])
             for device in config.devices
@@ -163,6 +164,8 @@ class GatewayService:
 
     async def start(self) -> None:
         """Bind the Modbus listeners, then start every link (nothing runs if a bind fails)."""
+        if self._needs_store:
+            self._store.open()  # an unusable state dir fails here, before anything listens
         await self.modbus.start()
         for unit in self.units.values():
             await unit.link.start()
@@ -185,6 +188,7 @@ class GatewayService:
         await self.modbus.stop()
         for unit in self.units.values():
             await unit.link.stop()
+        self._store.close()
         _LOGGER.info("gateway stopped")
 
     def summary(self) -> str:

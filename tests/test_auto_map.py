@@ -5,10 +5,17 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from pymodbus.client import ModbusTcpClient
 from served import Served, eventually, start_served
 
 from gateway.config import DeviceConfig, GatewayConfig, load_config
@@ -16,6 +23,7 @@ from gateway.discover import discover
 from gateway.modbus.server import TcpListener
 from gateway.regmap.catalog import choose_map, shipped_maps
 from gateway.tuya.link import LinkState
+from gateway.unit.state_store import StateStore
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIONS = "noise=0&report_interval=1"  # quiet 0.5 s ends the handshake query
@@ -126,3 +134,33 @@ async def test_discover_names_the_matching_shipped_map(family: str, expected: st
     await discover(f"sim://{family}?{OPTIONS}", 9600, 0.3, None, stop, out)
     line = next(line for line in out.getvalue().splitlines() if line.startswith("shipped map"))
     assert line.endswith(expected) or f"{expected} (also fits" in line
+
+
+def test_the_run_command_with_map_auto_and_a_state_dir(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = ["run", "--link", f"sim://family_c?{OPTIONS}", "--map", "auto"]
+    args += ["--state-dir", str(tmp_path / "state"), "--tcp", f"127.0.0.1:{port}"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", *args], stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        client = ModbusTcpClient("127.0.0.1", port=port, timeout=2)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if client.connect():
+                reply = client.read_input_registers(12, count=2, device_id=1)
+                if not reply.isError():
+                    break
+            time.sleep(0.1)
+        client.close()
+        assert not reply.isError(), reply  # the lifetime register of the family C map
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=15)
+    assert proc.returncode == 0, stderr
+    assert f"product key 'tgqcb2jwtwinc0c1' -> map {FAMILIES['family_c']} (family_c)" in stderr
+    stored = StateStore(str(tmp_path / "state")).load_energy("unit 1")
+    assert stored is not None

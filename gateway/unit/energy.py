@@ -80,13 +80,16 @@ class LifetimeEnergy:
     ) -> None:
         self._spec, self._dp, self._cache = spec, datapoint, cache
         self._store, self._key, self._clock = store, key, clock
-        self.state = store.load_energy(key)
+        self._loaded = False
+        self.state: EnergyState | None = None
 
     def on_report(self, dp: DpValue) -> None:
         """A report listener: advance on the counter's reports, ignore the others."""
         if dp.dpid != self._dp.dpid or dp.dp_type is not DpType.VALUE:
             return
         assert isinstance(dp.value, int)
+        if not self._loaded:  # the store opens with the service, not when the map is loaded
+            self.state, self._loaded = self._store.load_energy(self._key), True
         raw = scale_wire(dp.value, self._dp.scale)
         resolution = Fraction(10) ** self._dp.scale
         state, note = advance(self.state, raw, self._clock(), self._spec.max_power_w, resolution)
@@ -110,10 +113,10 @@ class LifetimeEnergy:
 
 
 def lifetime_energy(
-    regmap: RegisterMap, cache: DatapointCache, store: StateStore | None, unit_id: int
+    regmap: RegisterMap, cache: DatapointCache, store: StateStore, unit_id: int
 ) -> LifetimeEnergy | None:
     """The unit's lifetime energy, if its map has an energy section."""
-    if regmap.energy is None or store is None:
+    if regmap.energy is None:
         return None
     datapoint = regmap.datapoints[regmap.energy.datapoint]
     return LifetimeEnergy(regmap.energy, datapoint, cache, store, f"unit {unit_id}")

@@ -1,5 +1,7 @@
 """The gateway's small persistent state (lifetime energy per unit), in one SQLite file.
 
+The file is opened by :meth:`StateStore.open` (the service's start) or on first use.
+
 Each save is one transaction: a process killed mid-write leaves the previous row or the new
 one, never half of either. ``synchronous=FULL`` makes a committed save survive a power cut too.
 """
@@ -40,16 +42,29 @@ class StateStore:
     """Rows keyed by unit; ``directory`` None keeps them in memory (nothing survives)."""
 
     def __init__(self, directory: str | None) -> None:
-        if directory is None:
-            self.path = ":memory:"
-        else:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            self.path = os.path.join(directory, STATE_FILE)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(_SCHEMA)
-        _LOGGER.debug("state store %s", self.path)
+        self.directory = directory
+        self.path = ":memory:" if directory is None else os.path.join(directory, STATE_FILE)
+        self._connection: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        """Create the directory and the file if needed (OSError, sqlite3.Error if it cannot)."""
+        if self._connection is not None:
+            return
+        if self.directory is not None:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute(_SCHEMA)
+        self._connection = db
+        _LOGGER.info("state store %s", self.path)
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._connection is None:
+            self.open()
+        assert self._connection is not None
+        return self._connection
 
     def load_energy(self, key: str) -> EnergyState | None:
         row = self._db.execute(
@@ -70,4 +85,6 @@ class StateStore:
             )
 
     def close(self) -> None:
-        self._db.close()
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None

@@ -166,9 +166,9 @@ class Meter(Served):
         return list(reply.registers)
 
     async def lifetime_and_raw(self) -> tuple[int, int]:
-        """Input 18 (lifetime) and 4 (the MCU's counter), in 0.01 kWh."""
+        """Input 223 (lifetime) and 4 (the MCU's counter), in 0.01 kWh."""
         raw = await self.words(4, 2)
-        life = await self.words(18, 2)
+        life = await self.words(223, 2)
         return (life[0] << 16) | life[1], (raw[0] << 16) | raw[1]
 
 

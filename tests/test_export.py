@@ -17,8 +17,10 @@ from served import Served, eventually, start_served
 
 from gateway.config import DeviceConfig, GatewayConfig
 from gateway.modbus.server import TcpListener
+from gateway.modbus.tables import Table
 from gateway.regmap.export import FORMATS, render
 from gateway.regmap.load import load_map
+from gateway.regmap.specs import StatusSource
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "register_map.yaml"
@@ -59,7 +61,7 @@ async def gateway() -> AsyncIterator[Served]:
     served = await start_served(config, Served, started)
 
     async def all_fresh() -> bool:
-        reply = await served.client.read_input_registers(0, count=19, device_id=1)
+        reply = await served.client.read_input_registers(0, count=10, device_id=1)
         return not reply.isError() and reply.registers[0] == 2312
 
     await eventually(all_fresh, "every input served")
@@ -136,7 +138,9 @@ async def test_evcc_meter_reads_power_energy_currents_and_voltages(gateway: Serv
         raw = client.convert_from_registers(reply.registers, DTYPE[register["decode"].upper()])
         assert isinstance(raw, int | float)
         assert raw * source.get("scale", 1) == pytest.approx(want, abs=0.02), key
-    assert meter["energy"]["register"]["address"] == 18  # the lifetime, not the MCU counter
+    energy = meter["energy"]["register"]["address"]
+    chosen = next(p for p in load_map(DEFAULT).points(Table.INPUT_REGISTER) if p.address == energy)
+    assert chosen.source == StatusSource("lifetime_energy")  # not the MCU's counter
     assert [c.get("value") for c in meter["currents"][1:]] == [0, 0]
     assert meter["voltages"][0]["register"]["address"] == 0
 

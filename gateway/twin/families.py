@@ -19,6 +19,7 @@ from gateway.tuya.protocol import DpType
 __all__ = [
     "FAMILY_A",
     "FAMILY_B",
+    "REGISTRY",
     "VARIANTS",
     "DpSpec",
     "Protection",
@@ -26,7 +27,6 @@ __all__ = [
     "Role",
     "Variant",
     "get_variant",
-    "register",
 ]
 
 
@@ -285,13 +285,9 @@ FAMILY_B = Variant(
     ),
 )
 
-_REGISTRY: dict[str, Variant] = {"family_a": FAMILY_A, "family_b": FAMILY_B}
-VARIANTS: Mapping[str, Variant] = MappingProxyType(_REGISTRY)
-
-
-def register(variant: Variant) -> None:
-    """Add a variant defined in its own module (gateway.twin.__init__ imports those)."""
-    _REGISTRY[variant.name] = variant
+# variants in their own modules add themselves here (gateway.twin.__init__ imports those)
+REGISTRY: dict[str, Variant] = {"family_a": FAMILY_A, "family_b": FAMILY_B}
+VARIANTS: Mapping[str, Variant] = MappingProxyType(REGISTRY)
 
 
 def get_variant(name: str) -> Variant:

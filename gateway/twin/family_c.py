@@ -15,12 +15,12 @@ from gateway.tuya.protocol import DpType, DpValue
 from gateway.twin.families import (
     _LAST_EVENTS,
     FAMILY_A,
+    REGISTRY,
     DpSpec,
     Protection,
     ProtectionSpec,
     Role,
     Variant,
-    register,
 )
 
 __all__ = ["FAMILY_A_PQ", "FAMILY_C", "MEASURED", "measured_dp"]
@@ -135,5 +135,4 @@ FAMILY_A_PQ = dataclasses.replace(
     dps=tuple(_PHASE_PQ if dp.dpid == 6 else dp for dp in FAMILY_A.dps),
 )
 
-register(FAMILY_C)
-register(FAMILY_A_PQ)
+REGISTRY.update({FAMILY_C.name: FAMILY_C, FAMILY_A_PQ.name: FAMILY_A_PQ})

@@ -25,9 +25,11 @@ from gateway.config import (
 )
 from gateway.errors import ConfigError, GatewayError
 from gateway.modbus.server import RtuListener, TcpListener
+from gateway.regmap.export import add_export_options, cmd_export
 from gateway.regmap.shipped import maps_command
 from gateway.twin import scenario
 from gateway.twin.options import add_twin_arguments, twin_options_from_args
+from gateway.unit.state_store import state_dir_for
 from gateway.web.options import add_cli_options as add_http_options
 from gateway.web.options import http_from_args
 
@@ -93,7 +95,7 @@ def parse_listen(text: str) -> tuple[str, int] | None:
 # -- run -------------------------------------------------------------------------------------
 def _add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--link", help="MCU link: /dev/ttyUSB0, socket://h:p, sim://[variant]")
-    parser.add_argument("--map", help=f"register map (default {DEFAULT_MAP})")
+    parser.add_argument("--map", help=f"register map, or auto (default {DEFAULT_MAP})")
     parser.add_argument("--unit", type=int, help="Modbus unit id (default 1)")
     parser.add_argument("--tcp", help=f"Modbus TCP HOST:PORT, or 'off' (default {DEFAULT_TCP})")
     parser.add_argument("--rtu", metavar="DEVICE", help="Modbus RTU serial port")
@@ -105,6 +107,7 @@ def _add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--capture-max-mb", type=float, default=50.0, metavar="MB", help="rotate")
     parser.add_argument("--read-only", action="store_true", help="reject every Modbus write")
     add_http_options(parser)
+    parser.add_argument("--state-dir", help="lifetime energy store (default: the state dir)")
 
 
 def config_from_args(args: argparse.Namespace) -> GatewayConfig:
@@ -147,6 +150,7 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    config = dataclasses.replace(config, state_dir=state_dir_for(args.state_dir, config.state_dir))
     from gateway.service import GatewayService
 
     service = GatewayService(config)  # loads every map: ConfigError here, before anything runs
@@ -326,6 +330,7 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None] | None
     "check": ("validate register maps", _add_check, _cmd_check),
     "docs": ("print a map's register table", _add_docs, _cmd_docs),
     "schema": ("print the map format's JSON Schema", None, _cmd_schema),
+    "export": ("write client configs from a map", add_export_options, cmd_export),
     "discover": ("list an unknown breaker's datapoints", _add_discover, _cmd_discover),
     "sniff": ("decode TuyaMCU traffic", _add_sniff, _cmd_sniff),
     "maps": ("list the shipped maps (--map NAME)", None, maps_command),

@@ -49,7 +49,7 @@ _DEVICE = obj(
     "one breaker",
     unit=Key(Int(1, 247), True),
     link=Key(Str(description="/dev/ttyUSB0, socket://host:port, sim://[variant]"), True),
-    map=Str(description="register map, relative to this file"),
+    map=Str(description="register map, relative to this file, or auto (from the product key)"),
     baudrate=_BAUD,
     capture=Str(description="JSON-lines capture of the TuyaMCU traffic"),
     module_mac=Str(pattern=MAC_PATTERN, description="MAC answered to 0x2D; default: from link"),
@@ -63,6 +63,7 @@ CONFIG_SCHEMA = obj(
     ),
     devices=Key(ListOf(_DEVICE, min_items=1), True),
     http=HTTP_SCHEMA,
+    state_dir=Str(description="lifetime energy store, relative to this file"),
 )
 
 
@@ -96,6 +97,7 @@ class GatewayConfig:
     rtu: RtuListener | None = None
     policy: WritePolicy = dataclasses.field(default_factory=WritePolicy)
     http: HttpListener | None = None  # the HTTP endpoint (gateway.web); off by default
+    state_dir: str | None = None  # lifetime energy store; None keeps it in memory
 
 
 def parse_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -116,6 +118,10 @@ def _resolve(base_dir: str, path: str | None) -> str | None:
     return os.path.normpath(os.path.join(base_dir, path))
 
 
+def _map_path(base_dir: str, spec: str) -> str:
+    return spec if spec == "auto" else resolve_map(spec, base_dir)
+
+
 def _devices(checked: Checked, items: list[Any], base_dir: str) -> tuple[DeviceConfig, ...]:
     devices: list[DeviceConfig] = []
     seen: dict[int, int] = {}
@@ -133,7 +139,7 @@ def _devices(checked: Checked, items: list[Any], base_dir: str) -> tuple[DeviceC
             DeviceConfig(
                 unit=item["unit"],
                 link=item["link"],
-                map_path=resolve_map(item.get("map", "register_map.yaml"), base_dir),
+                map_path=_map_path(base_dir, item.get("map", "register_map.yaml")),
                 baudrate=item.get("baudrate"),
                 capture=_resolve(base_dir, item.get("capture")),
                 module_mac=item.get("module_mac"),
@@ -171,4 +177,5 @@ def load_config(path: str) -> GatewayConfig:
     if checked.errors:
         raise ConfigError(checked.errors)
     http = http_from_yaml(data.get("http"))
-    return GatewayConfig(devices, tcp, rtu, WritePolicy(**policy), http)
+    state_dir = _resolve(os.path.dirname(os.path.abspath(path)), data.get("state_dir"))
+    return GatewayConfig(devices, tcp, rtu, WritePolicy(**policy), http, state_dir)

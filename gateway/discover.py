@@ -21,6 +21,7 @@ from typing import Any, TextIO
 import yaml
 
 from gateway.errors import McuTimeoutError
+from gateway.regmap.catalog import describe_choice
 from gateway.tuya.layouts import PHASE_A, decode_records
 from gateway.tuya.protocol import DpType, DpValue, ProductInfo
 from gateway.twin.families import VARIANTS, DpSpec, Role
@@ -84,6 +85,7 @@ def render_seen(seen: dict[int, SeenDp], info: ProductInfo | None) -> str:
     lines = []
     if info is not None:
         lines.append(f"product key {info.product_key!r}, MCU version {info.version!r}")
+        lines.append(describe_choice(info.product_key))
     lines.append(f"{len(seen)} datapoint(s) seen")
     lines.append(f"{'dp':>3}  {'type':<6} {'size':>4}  {'raw':<26} {'value':<28} guess")
     for dpid in sorted(seen):

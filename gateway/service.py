@@ -19,12 +19,17 @@ from gateway.config import DeviceConfig, GatewayConfig
 from gateway.errors import ConfigError
 from gateway.modbus.server import ModbusService
 from gateway.modbus.server import UnitBackend as ServedUnit
+from gateway.regmap.catalog import AUTO, pending_map
 from gateway.regmap.load import load_map
 from gateway.regmap.specs import RegisterMap
 from gateway.tuya.link import LinkConfig, LinkState, McuLink
 from gateway.tuya.payloads import parse_mac
-from gateway.unit.backend import StatusValues, UnitBackend
+from gateway.unit.auto import AutoBackend
+from gateway.unit.backend import UnitBackend
 from gateway.unit.cache import DatapointCache
+from gateway.unit.energy import LifetimeEnergy, lifetime_energy
+from gateway.unit.link_status import link_status, product_key_check
+from gateway.unit.state_store import StateStore
 
 if TYPE_CHECKING:
     from gateway.web.server import WebConsole
@@ -45,6 +50,8 @@ class Unit:
     cache: DatapointCache
     backend: UnitBackend
     removers: list[Callable[[], None]] = dataclasses.field(default_factory=list)
+    served: ServedUnit | None = None  # what Modbus talks to, when not ``backend`` (--map auto)
+    lifetime: LifetimeEnergy | None = None
 
 
 def link_config(device: DeviceConfig, register_map: RegisterMap) -> LinkConfig:
@@ -76,6 +83,9 @@ def _load_maps(devices: tuple[DeviceConfig, ...]) -> dict[str, RegisterMap]:
     for device in devices:
         if device.map_path in maps:
             continue
+        if device.map_path == AUTO:
+            maps[AUTO] = pending_map()
+            continue
         try:
             maps[device.map_path] = load_map(device.map_path)
         except ConfigError as err:
@@ -91,44 +101,82 @@ class GatewayService:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         maps = _load_maps(config.devices)
+        self._store = StateStore(config.state_dir)
+        self._needs_store = AUTO in maps or any(m.energy for m in maps.values())
         self.units: dict[int, Unit] = {
             device.unit: self._build_unit(device, maps[device.map_path])
             for device in config.devices
         }
         self.web = None if config.http is None else _web_console(config, self.units)
-        backends: dict[int, ServedUnit] = {
-            u: self._served(unit, config.policy.read_only) for u, unit in self.units.items()
-        }
+        backends = {u: self._served(unit) for u, unit in self.units.items()}
         self.modbus = ModbusService(backends, config.tcp, config.rtu)
         if self.web is not None:
             self.web.connections = self.modbus.connections
         self._started = False
 
-    def _served(self, unit: Unit, read_only: bool) -> ServedUnit:
-        """The unit's backend as Modbus serves it: logged, and watched by the console."""
-        backend = unit.backend
-        watched = backend if self.web is None else self.web.observe(unit.device.unit, backend)
-        return logs.bind_unit(watched, _log_info(unit, read_only))
+    def _served(self, unit: Unit) -> ServedUnit:
+        """What Modbus talks to: the backend (watched by the console), logged with its unit."""
+        served: ServedUnit = unit.backend
+        if unit.served is not None:  # --map auto: the console sees the unit, not its counters
+            served = unit.served
+        elif self.web is not None:
+            served = self.web.observe(unit.device.unit, unit.backend)
+        return logs.bind_unit(served, _log_info(unit, self.config.policy.read_only))
 
     def _build_unit(self, device: DeviceConfig, register_map: RegisterMap) -> Unit:
         link = McuLink(link_config(device, register_map))
         cache = DatapointCache(types={d.dpid: d.dp_type for d in register_map.datapoints.values()})
-        backend = UnitBackend(
+        lifetime = lifetime_energy(register_map, cache, self._store, device.unit)
+        backend = self._backend(register_map, cache, link, device.unit, lifetime)
+        unit = Unit(device, register_map, link, cache, backend, lifetime=lifetime)
+        unit.removers.append(link.add_report_listener(cache.update))
+        unit.removers.append(link.add_state_listener(cache.set_link_state))
+        check = product_key_check(device.unit, link, lambda: unit.register_map)
+        unit.removers.append(link.add_state_listener(check))
+        if device.map_path == AUTO:
+            auto = AutoBackend(device.unit, lambda chosen: self._use_map(unit, chosen))
+            unit.served = auto
+            unit.removers.append(link.add_state_listener(auto.state_listener(link)))
+        else:
+            self._attach(unit)
+        return unit
+
+    def _backend(
+        self,
+        register_map: RegisterMap,
+        cache: DatapointCache,
+        link: McuLink,
+        unit_id: int,
+        lifetime: LifetimeEnergy | None,
+    ) -> UnitBackend:
+        return UnitBackend(
             register_map,
             cache,
             link.write_dp,
-            _status_of(link),
+            link_status(link, lifetime),
             switch_interval_s=self.config.policy.switch_interval_s,
             read_only=self.config.policy.read_only,
-            unit_id=device.unit,
+            unit_id=unit_id,
         )
-        unit = Unit(device, register_map, link, cache, backend)
-        unit.removers.append(link.add_report_listener(cache.update))
-        unit.removers.append(link.add_state_listener(cache.set_link_state))
-        unit.removers.append(link.add_state_listener(_product_key_check(unit)))
-        for keepalive in register_map.tuya.keepalive:
-            link.add_keepalive(keepalive.dp, keepalive.interval_s)
-        return unit
+
+    def _use_map(self, unit: Unit, register_map: RegisterMap) -> UnitBackend:
+        """Serve ``register_map`` from now on (``--map auto`` chose it)."""
+        unit.lifetime = lifetime_energy(register_map, unit.cache, self._store, unit.device.unit)
+        unit.register_map = register_map
+        unit.cache.set_types({d.dpid: d.dp_type for d in register_map.datapoints.values()})
+        unit.backend = self._backend(
+            register_map, unit.cache, unit.link, unit.device.unit, unit.lifetime
+        )
+        self._attach(unit)
+        return unit.backend
+
+    def _attach(self, unit: Unit) -> None:
+        """The map's keep-alives, and the lifetime energy fed by the link's reports."""
+        if unit.lifetime is not None:
+            unit.removers.append(unit.link.add_report_listener(unit.lifetime.on_report))
+            unit.lifetime.catch_up()
+        for keepalive in unit.register_map.tuya.keepalive:
+            unit.link.add_keepalive(keepalive.dp, keepalive.interval_s)
 
     @property
     def tcp_port(self) -> int:
@@ -137,6 +185,8 @@ class GatewayService:
 
     async def start(self) -> None:
         """Bind the Modbus listeners, then start every link (nothing runs if a bind fails)."""
+        if self._needs_store:
+            self._store.open()  # an unusable state dir fails here, before anything listens
         await self.modbus.start()
         if self.web is not None:
             try:
@@ -169,6 +219,7 @@ class GatewayService:
         for unit_id, unit in self.units.items():
             with logs.unit_context(unit_id, unit.device.link):
                 await unit.link.stop()
+        self._store.close()
         _LOGGER.info("gateway stopped")
 
     def summary(self) -> str:
@@ -214,52 +265,3 @@ def _log_info(unit: Unit, read_only: bool) -> logs.UnitInfo:
         read_only,
         lambda: ready.state is LinkState.READY,
     )
-
-
-def _status_of(link: McuLink) -> Callable[[], StatusValues]:
-    """The live link values a map's status points show."""
-
-    def status() -> StatusValues:
-        stats = link.stats
-        info = link.product_info
-        return {
-            "mcu_reboots": stats.mcu_reboots,
-            "frames_received": stats.frames_received,
-            "frames_sent": stats.frames_sent,
-            "checksum_errors": stats.checksum_errors,
-            "heartbeat_rtt_ms": stats.heartbeat_rtt_ms,
-            "product_key": info.product_key if info is not None else None,
-        }
-
-    return status
-
-
-def _product_key_check(unit: Unit) -> Callable[[LinkState], None]:
-    """A state listener that reports the MCU's product key and shouts on a mismatch."""
-
-    def on_state(state: LinkState) -> None:
-        if state is not LinkState.READY:
-            return
-        info = unit.link.product_info
-        found = info.product_key if info is not None else None
-        expected = unit.register_map.device.product_key
-        if expected is not None and found != expected:
-            _LOGGER.warning(
-                "unit %d: PRODUCT KEY MISMATCH: the MCU on %s reports %r but map %s expects %r;"
-                " the map may not fit this breaker, check every value before trusting it",
-                unit.device.unit,
-                unit.device.link,
-                found,
-                unit.register_map.path,
-                expected,
-            )
-        else:
-            version = info.version if info is not None else "?"
-            _LOGGER.info(
-                "unit %d: link READY, product key %r, MCU version %s",
-                unit.device.unit,
-                found,
-                version,
-            )
-
-    return on_state

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,6 +15,10 @@ import gateway.twin  # noqa: F401 - registers the sim:// link scheme
 from gateway.tuya.handshake import LinkTimings
 from gateway.tuya.link import LinkConfig, McuLink
 from gateway.tuya.protocol import DpValue
+
+# `run` keeps lifetime energy in the platform state dir: point it (and every subprocess's) at
+# a temporary one so tests never write into the user's ~/.local/state.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="tmg-test-state-")
 
 # Spec timings scaled down so a handshake takes ~0.1 s; reply timeouts stay generous because
 # they only matter when something is wrong, and CI machines are busy.

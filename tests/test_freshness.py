@@ -24,7 +24,7 @@ from gateway.tuya.protocol import Command, DpValue, Frame
 from gateway.unit.cache import DatapointCache
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED_MAPS = [ROOT / "register_map.yaml", *sorted((ROOT / "maps").glob("*.yaml"))]
+SHIPPED_MAPS = [ROOT / "register_map.yaml", *sorted((ROOT / "gateway" / "maps").glob("*.yaml"))]
 DEFAULT_MAP = load_map(ROOT / "register_map.yaml")
 SWITCH = DEFAULT_MAP.point("switch").address  # coil
 DATA_AGE = DEFAULT_MAP.point("data_age").address  # input register, seconds

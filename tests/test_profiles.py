@@ -28,8 +28,10 @@ from gateway.unit.values import read_source
 
 ROOT = Path(__file__).resolve().parents[1]
 SDM120 = ROOT / "gateway" / "maps" / "sdm120.yaml"
+SDM630 = ROOT / "gateway" / "maps" / "sdm630.yaml"
 TONGOU = ROOT / "gateway" / "maps" / "tongou_tosmr1.yaml"
-MAPS = (ROOT / "register_map.yaml", SDM120, TONGOU)
+TONGOU_QCB2 = ROOT / "gateway" / "maps" / "tongou_qcb2.yaml"
+MAPS = (ROOT / "register_map.yaml", SDM120, SDM630, TONGOU, TONGOU_QCB2)
 TWIN_OPTIONS = "noise=0&report_interval=1&motor_time=0.1"  # quiet 0.5 s ends the query
 
 
@@ -230,12 +232,15 @@ class Served(ServedBase):
         return floats(reply.registers)
 
 
+Serve = Callable[..., Awaitable[Served]]
+
+
 @pytest.fixture
-async def serve() -> AsyncIterator[Callable[[str, str], Awaitable[Served]]]:
+async def serve() -> AsyncIterator[Serve]:
     started: list[Served] = []
 
-    async def starter(map_path: str, variant: str) -> Served:
-        device = DeviceConfig(1, f"sim://{variant}?{TWIN_OPTIONS}", map_path)
+    async def starter(map_path: str, variant: str, options: str = "") -> Served:
+        device = DeviceConfig(1, f"sim://{variant}?{TWIN_OPTIONS}{options}", map_path)
         policy = WritePolicy(switch_interval_s=0.1)
         cfg = GatewayConfig((device,), TcpListener("127.0.0.1", 0), None, policy)
         served = await start_served(cfg, Served, started)
@@ -252,12 +257,11 @@ async def serve() -> AsyncIterator[Callable[[str, str], Awaitable[Served]]]:
         await served.stop()
 
 
-async def sdm_on_twin(serve: Callable[[str, str], Awaitable[Served]]) -> Served:
-    """The SDM120 map on a family A twin at 231.2 V, 5 A, 1234.56 kWh, once all are served."""
-    gw = await serve(str(SDM120), "family_a")
+async def sdm_on_twin(serve: Serve, path: Path = SDM120) -> Served:
+    """An SDM map on a family A twin at 231.2 V, 5 A, 1234.56 kWh, once all are served."""
+    gw = await serve(str(path), "family_a", "&energy=1234.56")
     gw.twin().set_voltage(231.2)
     gw.twin().set_load(5.0)
-    gw.twin().set_energy(1234.56)
 
     async def settled() -> bool:
         reply = await gw.client.read_input_registers(0x0000, count=80, device_id=1)
@@ -310,7 +314,7 @@ def check_block(start: int, values: list[float], expected: dict[int, float]) -> 
         assert value == pytest.approx(f32(want), rel=1e-6, abs=slack), hex(address)
 
 
-async def test_sdm120_as_openwb_reads_it(serve: Callable[[str, str], Awaitable[Served]]) -> None:
+async def test_sdm120_as_openwb_reads_it(serve: Serve) -> None:
     gw = await sdm_on_twin(serve)
     serial = await gw.client.read_holding_registers(0xFC00, count=2, device_id=1)
     assert not serial.isError(), serial
@@ -326,16 +330,14 @@ async def test_sdm120_as_openwb_reads_it(serve: Callable[[str, str], Awaitable[S
 
 
 @pytest.mark.parametrize(("start", "count"), [(0x0000, 80), (0x0054, 12), (0x0102, 8), (0x0156, 4)])
-async def test_sdm120_block_reads_agree_with_the_twin(
-    serve: Callable[[str, str], Awaitable[Served]], start: int, count: int
-) -> None:
+async def test_sdm120_block_reads_agree_with_the_twin(serve: Serve, start: int, count: int) -> None:
     gw = await sdm_on_twin(serve)
     values = await gw.input_floats(start, count)
     assert len(values) == count // 2
     check_block(start, values, sdm_expected(gw.twin()))
 
 
-async def test_sdm120_through_mbpoll(serve: Callable[[str, str], Awaitable[Served]]) -> None:
+async def test_sdm120_through_mbpoll(serve: Serve) -> None:
     gw = await sdm_on_twin(serve)
     args = ("-m", "tcp", "-t", "3:float", "-B", "-r", "1", "-c", "10", "-1")
     process = await asyncio.create_subprocess_exec(
@@ -360,7 +362,7 @@ async def test_sdm120_through_mbpoll(serve: Callable[[str, str], Awaitable[Serve
 # -- Tongou on the family B twin ---------------------------------------------------------
 
 
-async def tongou_on_twin(serve: Callable[[str, str], Awaitable[Served]], folder: Path) -> Served:
+async def tongou_on_twin(serve: Serve, folder: Path) -> Served:
     """The Tongou map, keep-alive every 0.3 s instead of 60, on a family B twin."""
     text = TONGOU.read_text(encoding="utf-8")
     assert "interval_s: 60}" in text
@@ -394,7 +396,7 @@ async def write_code(gw: Served, address: int, value: int) -> int:
     ],
 )
 async def test_tongou_thresholds_take_their_range_and_step(
-    serve: Callable[[str, str], Awaitable[Served]],
+    serve: Serve,
     tmp_path: Path,
     address: int,
     good: int,
@@ -412,7 +414,7 @@ async def test_tongou_thresholds_take_their_range_and_step(
 
 
 async def test_tongou_measurements_actions_events_and_keepalive(
-    serve: Callable[[str, str], Awaitable[Served]], tmp_path: Path
+    serve: Serve, tmp_path: Path
 ) -> None:
     gw = await tongou_on_twin(serve, tmp_path)
     twin = gw.twin()
@@ -440,3 +442,193 @@ async def test_tongou_measurements_actions_events_and_keepalive(
         return not event.isError() and event.registers == [12]  # remote_off
 
     await eventually(remote_off_event, "the last event register showing remote_off")
+
+
+# -- SDM120 and SDM630: every documented register, read three ways ------------------------
+# Eastron's documents (see the maps' headers): parameter start addresses, float32 unless noted.
+SDM120_INPUTS = (
+    *(0x00, 0x06, 0x0C, 0x12, 0x18, 0x1E, 0x24, 0x46, 0x48, 0x4A, 0x4C, 0x4E),
+    *(0x54, 0x56, 0x58, 0x5A, 0x5C, 0x5E, 0x102, 0x108, 0x156, 0x158),
+)
+SDM120_HOLDING = (0x00, 0x02, 0x0C, 0x12, 0x14, 0x1C, 0x56, 0xF900, 0xF910, 0xF920, 0xF930)
+SDM120_HOLDING += (0xFC00, 0xFC03)
+SDM630_INPUTS = (
+    *range(0x00, 0x2A, 2),
+    *(0x2A, 0x2E, 0x30, 0x34, 0x38, 0x3C, 0x3E, 0x42, 0x46, 0x48, 0x4A, 0x4C, 0x4E, 0x50, 0x52),
+    *(0x54, 0x56, 0x64, 0x66, 0x68, 0x6A, 0xC8, 0xCA, 0xCC, 0xCE, 0xE0, 0xEA, 0xEC, 0xEE, 0xF0),
+    *(0xF2, 0xF4, 0xF8, 0xFA, *range(0x102, 0x10E, 2), 0x14E, 0x150, 0x152, 0x154, 0x156),
+    *range(0x158, 0x17E, 2),
+)
+SDM630_HOLDING = (0x00, 0x02, 0x0A, 0x0C, 0x0E, 0x12, 0x14, 0x1C, 0x56, 0xFC00, 0xFC03)
+# the documented ranges, inclusive: what block readers sweep
+RANGES = {
+    SDM120: {
+        Table.INPUT_REGISTER: ((0x0000, 0x0159),),
+        Table.HOLDING_REGISTER: ((0x0000, 0x0057), (0xF900, 0xF931), (0xFC00, 0xFC04)),
+    },
+    SDM630: {
+        Table.INPUT_REGISTER: ((0x0000, 0x017D),),
+        Table.HOLDING_REGISTER: ((0x0000, 0x0057), (0xFC00, 0xFC04)),
+    },
+}
+DOCUMENTED = {
+    SDM120: {Table.INPUT_REGISTER: SDM120_INPUTS, Table.HOLDING_REGISTER: SDM120_HOLDING},
+    SDM630: {Table.INPUT_REGISTER: SDM630_INPUTS, Table.HOLDING_REGISTER: SDM630_HOLDING},
+}
+EASTRON_MAX_REGISTERS = 80  # "each request ... restricted to 40 parameters"
+ENERGY = (0x48, 0x156, 0x15A, 0x166)
+HOLDING_FLOATS = {0x00: 0.0, 0x02: 0.0, 0x0A: 3.0, 0x0C: 100.0, 0x0E: 0.0, 0x12: 0.0}
+HOLDING_FLOATS |= {0x14: 1.0, 0x1C: 2.0, 0x56: 1.0}
+HEX_WORDS = {0xF900: 0, 0xF910: 0, 0xF920: 1, 0xF930: 0, 0xFC03: 0x0100}
+SERIALS = {SDM120: 12000001, SDM630: 63000001}
+
+
+def sdm630_expected(twin: McuTwin) -> dict[int, float]:
+    """SDM630 with the breaker on L1: L2 and L3 read 0, averages are over three phases."""
+    one = sdm_expected(twin)
+    volts, amps, energy = one[0x00], one[0x06], one[0x48]
+    same = (0x00, 0x06, 0x0C, 0x12, 0x18, 0x1E, 0x24, 0x30, 0x34, 0x38, 0x3C, 0x3E, 0x42, 0x46)
+    expected = {a: one[a] for a in (*same, 0x54, 0x56)}
+    expected |= {0x2A: volts / 3, 0x2E: amps / 3, 0x64: one[0x12], 0x66: one[0x12]}
+    expected |= {0x68: amps, 0x6A: amps, 0xE0: amps, 0x102: amps, 0x108: amps}
+    expected |= {0x48: energy, 0x156: energy, 0x15A: energy, 0x166: energy}
+    return expected
+
+
+def check_floats(start: int, values: list[float], expected: dict[int, float]) -> None:
+    for index, value in enumerate(values):
+        address = start + 2 * index
+        slack = 0.011 if address in ENERGY else 0.0
+        want = f32(expected.get(address, 0.0))
+        assert value == pytest.approx(want, rel=1e-6, abs=slack), hex(address)
+
+
+def check_holding(path: Path, address: int, words: Sequence[int]) -> None:
+    """Holding words at ``address``: the documented constant there, else 0."""
+    documented = DOCUMENTED[path][Table.HOLDING_REGISTER]
+    if address not in documented:
+        if address - 1 not in documented or address - 1 in HEX_WORDS:  # not a float's 2nd word
+            assert words[0] == 0, hex(address)
+    elif address in HOLDING_FLOATS:
+        assert floats(words[:2]) == [HOLDING_FLOATS[address]], hex(address)
+    elif address == 0xFC00:
+        assert (words[0] << 16) | words[1] == SERIALS[path]
+    else:
+        assert words[0] == HEX_WORDS[address], hex(address)
+
+
+def chunks(low: int, high: int, size: int) -> list[tuple[int, int]]:
+    return [(start, min(size, high + 1 - start)) for start in range(low, high + 1, size)]
+
+
+async def read_words(gw: Served, table: Table, address: int, count: int) -> list[int]:
+    read = gw.client.read_input_registers
+    if table is Table.HOLDING_REGISTER:
+        read = gw.client.read_holding_registers
+    reply = await read(address, count=count, device_id=1)
+    assert not reply.isError(), (table, hex(address), count, reply)
+    return list(reply.registers)
+
+
+SDM_PROFILES = pytest.mark.parametrize("path", [SDM120, SDM630], ids=lambda p: p.stem)
+
+
+@SDM_PROFILES
+def test_every_documented_register_is_a_named_point_and_the_ranges_have_no_gap(
+    path: Path,
+) -> None:
+    regmap = load_map(path)
+    for table, addresses in DOCUMENTED[path].items():
+        named = {p.address: p for p in regmap.points(table) if not p.name.startswith("fill_")}
+        assert set(addresses) <= set(named), sorted(hex(a) for a in set(addresses) - set(named))
+        covered = {a for p in regmap.points(table) for a in range(p.address, p.end)}
+        for low, high in RANGES[path][table]:
+            assert set(range(low, high + 1)) <= covered, (table, hex(low))
+
+
+def expected_for(path: Path, twin: McuTwin) -> dict[int, float]:
+    return sdm630_expected(twin) if path == SDM630 else sdm_expected(twin)
+
+
+@SDM_PROFILES
+async def test_sdm_whole_ranges_in_the_largest_blocks(serve: Serve, path: Path) -> None:
+    gw = await sdm_on_twin(serve, path)
+    expected = expected_for(path, gw.twin())
+    for table, ranges in RANGES[path].items():
+        for low, high in ranges:
+            for start, count in chunks(low, high, EASTRON_MAX_REGISTERS):
+                words = await read_words(gw, table, start, count)
+                assert len(words) == count
+                if table is Table.INPUT_REGISTER:
+                    check_floats(start, floats(words[: count - count % 2]), expected)
+                else:
+                    for offset in range(count - 1):
+                        check_holding(path, start + offset, words[offset:])
+
+
+@SDM_PROFILES
+async def test_sdm_register_by_register(serve: Serve, path: Path) -> None:
+    """One parameter per request, then one register per request over every range."""
+    gw = await sdm_on_twin(serve, path)
+    expected = expected_for(path, gw.twin())
+    for address in DOCUMENTED[path][Table.INPUT_REGISTER]:
+        check_floats(
+            address,
+            floats(await read_words(gw, Table.INPUT_REGISTER, address, 2)),
+            {address: expected.get(address, 0.0)},
+        )
+    for address in DOCUMENTED[path][Table.HOLDING_REGISTER]:
+        check_holding(path, address, await read_words(gw, Table.HOLDING_REGISTER, address, 2))
+    for table, ranges in RANGES[path].items():
+        for low, high in ranges:
+            block = await read_words(gw, table, low, min(high + 1 - low, 125))
+            for address in range(low, high + 1):
+                (word,) = await read_words(gw, table, address, 1)
+                if address - low < len(block) and address & ~1 not in ENERGY:
+                    assert word == block[address - low], (table, hex(address))
+
+
+async def openwb_reads(gw: Served, path: Path) -> dict[int, list[float]]:
+    """openWB 2's SDM modules: each value its own request, 100 ms apart, in this order."""
+    if path == SDM120:
+        order = [(a, 2) for a in (0x00, 0x06, 0x0C, 0x48, 0x4A, 0x46, 0x1E)]
+    else:  # three phases per request for voltages, currents, powers, power factors
+        order = [(0x00, 6), (0x06, 6), (0x0C, 6), (0x1E, 6), (0x46, 2), (0x48, 2), (0x4A, 2)]
+        order.append((0x34, 2))
+    values = {}
+    for address, count in order:
+        await asyncio.sleep(0.1)
+        values[address] = floats(await read_words(gw, Table.INPUT_REGISTER, address, count))
+    serial = await read_words(gw, Table.HOLDING_REGISTER, 0xFC00, 2)
+    assert (serial[0] << 16) | serial[1] == SERIALS[path]
+    return values
+
+
+@SDM_PROFILES
+async def test_sdm_as_openwb_reads_it(serve: Serve, path: Path) -> None:
+    gw = await sdm_on_twin(serve, path)
+    expected = expected_for(path, gw.twin())
+    for address, values in (await openwb_reads(gw, path)).items():
+        check_floats(address, values, expected)
+
+
+async def test_sdm630_totals_are_consistent_with_one_live_phase(serve: Serve) -> None:
+    gw = await sdm_on_twin(serve, SDM630)
+    values = dict(zip(range(0, 0x50, 2), await gw.input_floats(0x00, 80), strict=True))
+    assert values[0x34] == values[0x0C] > 0  # system power = L1 power
+    assert values[0x30] == values[0x06]  # sum of currents = L1 current
+    assert values[0x02] == values[0x04] == values[0x0E] == values[0x10] == 0
+    assert values[0x2A] == pytest.approx(values[0x00] / 3, rel=1e-6)
+    line = await gw.input_floats(0xC8, 8)
+    assert line == [0.0, 0.0, 0.0, 0.0]  # line-to-line voltages
+    assert (await gw.input_floats(0xE0, 2)) == [values[0x06]]  # neutral current
+
+
+@SDM_PROFILES
+async def test_sdm_settings_are_read_only(serve: Serve, path: Path) -> None:
+    gw = await sdm_on_twin(serve, path)
+    reply = await gw.client.write_registers(0x0014, [0x4000, 0], device_id=1)
+    assert reply.isError()
+    assert reply.exception_code == 0x02
+    gap = await gw.client.write_register(0x0016, 1, device_id=1)
+    assert gap.exception_code == 0x02

@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import Any
 
 from gateway.errors import ProtocolError
+from gateway.regmap.layouts import PhaseLayout, layout_fields
 from gateway.regmap.schema import Checked, not_one_of, unknown_name
 from gateway.regmap.specs import (
     DatapointSpec,
@@ -35,6 +36,7 @@ _TYPE_KEYS = {
     "bits": ("bitmap",),
     "size": ("bitmap",),
     "fields": ("raw",),
+    "layout": ("raw",),
     "records": ("raw",),
     "scale": ("value",),
     "signed": ("value",),
@@ -59,6 +61,7 @@ def build_device(raw: Mapping[str, Any]) -> DeviceSpec:
     if raw.get("model"):
         ident.setdefault("model_name", raw["model"])
     texts = {_IDENT_IDS[key]: str(value) for key, value in ident.items()}
+    keys = ([raw["product_key"]] if raw.get("product_key") else []) + raw.get("product_keys", [])
     return DeviceSpec(
         name=raw["name"],
         vendor=raw.get("vendor", ""),
@@ -66,6 +69,7 @@ def build_device(raw: Mapping[str, Any]) -> DeviceSpec:
         product_key=raw.get("product_key"),
         description=raw.get("description", ""),
         identification=MappingProxyType(dict(sorted(texts.items()))),
+        product_keys=tuple(dict.fromkeys(keys)),
     )
 
 
@@ -96,7 +100,7 @@ def build_datapoints(checked: Checked, raw: Mapping[str, Any]) -> dict[str, Data
             labels=tuple(item.get("labels", ())),
             bits=MappingProxyType(dict(item.get("bits", {}))),
             size=item.get("size"),
-            fields=MappingProxyType(_fields(checked, path, item.get("fields", {}))),
+            fields=MappingProxyType(_layout(item) | _fields(checked, path, item.get("fields", {}))),
             records=MappingProxyType(_records(checked, path, item.get("records", {}))),
             confirm_timeout_s=item.get("confirm_timeout_s"),
             max_age_s=item.get("max_age_s"),
@@ -134,6 +138,10 @@ def _check_datapoint(checked: Checked, path: str, spec: DatapointSpec) -> None:
 def _check_range(checked: Checked, path: str, low: Fraction | None, high: Fraction | None) -> None:
     if low is not None and high is not None and low > high:
         checked.error(f"{path}.min", f"min {float(low):g} is above max {float(high):g}")
+
+
+def _layout(item: Mapping[str, Any]) -> dict[str, FieldSpec]:
+    return dict(layout_fields(PhaseLayout(item["layout"]))) if "layout" in item else {}
 
 
 def _fields(checked: Checked, path: str, raw: Mapping[str, Any]) -> dict[str, FieldSpec]:

@@ -12,7 +12,7 @@ from gateway.regmap.registers import INTEGER_FORMATS
 from gateway.regmap.sources import source_range
 from gateway.regmap.specs import DpSource, PointSpec, RegisterMap, StatusSource
 
-__all__ = ["COLUMNS", "SCALE_SENTENCE", "render_csv", "render_markdown", "table_rows"]
+__all__ = ["COLUMNS", "SCALE_SENTENCE", "point_unit", "render_csv", "render_markdown", "table_rows"]
 
 COLUMNS = (
     "table",
@@ -47,7 +47,7 @@ def table_rows(register_map: RegisterMap) -> Iterator[tuple[str, ...]]:
                 point.format,
                 point.word_order if point.count > 1 and point.format != "string" else "",
                 str(point.scale) if point.format in INTEGER_FORMATS else "",
-                point.unit or _source_unit(register_map, point),
+                point_unit(register_map, point),
                 "rw" if point.writable else "r",
                 *_range_step(register_map, point),
                 point.description or _source_text(register_map, point),
@@ -68,6 +68,11 @@ def render_markdown(register_map: RegisterMap) -> str:
         cells = (cell.replace("|", "\\|") for cell in row)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join([*lines, "", SCALE_SENTENCE]) + "\n"
+
+
+def point_unit(register_map: RegisterMap, point: PointSpec) -> str:
+    """The point's unit, else its datapoint's."""
+    return point.unit or _source_unit(register_map, point)
 
 
 def _source_unit(register_map: RegisterMap, point: PointSpec) -> str:

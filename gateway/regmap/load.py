@@ -26,7 +26,15 @@ from gateway.regmap.registers import FLOAT_FORMATS, INTEGER_FORMATS, integer_ran
 from gateway.regmap.schema import TABLE_KEYS, Checked, check_document, map_json_schema
 from gateway.regmap.shipped import not_found_hint, resolve_map
 from gateway.regmap.sources import is_text_source, parse_source, source_range, source_writable
-from gateway.regmap.specs import ConstSource, DatapointSpec, PointSpec, RegisterMap
+from gateway.regmap.specs import (
+    ConstSource,
+    DatapointSpec,
+    EnergySpec,
+    PointSpec,
+    RegisterMap,
+    StatusSource,
+)
+from gateway.tuya.protocol import DpType
 
 __all__ = ["RegisterMap", "load_map", "map_json_schema", "parse_map"]
 
@@ -56,9 +64,33 @@ def parse_map(text: str, filename: str = "<map>") -> RegisterMap:
     device = build_device(data.get("device", {"name": "?"}))
     tuya = build_tuya(checked, data.get("tuya", {}), datapoints)
     tables = _tables(checked, data, datapoints)
+    energy = _energy(checked, data.get("energy"), datapoints, tables)
     if checked.errors:
         raise ConfigError(sorted(checked.errors, key=_line_of))
-    return RegisterMap(filename, device, tuya, MappingProxyType(datapoints), tables)
+    return RegisterMap(filename, device, tuya, MappingProxyType(datapoints), tables, energy)
+
+
+def _energy(
+    checked: Checked,
+    raw: Mapping[str, Any] | None,
+    datapoints: Mapping[str, DatapointSpec],
+    tables: Mapping[Table, tuple[PointSpec, ...]],
+) -> EnergySpec | None:
+    """The energy section; status.lifetime_energy needs it, and a value datapoint."""
+    if raw is None:
+        lifetime = StatusSource("lifetime_energy")
+        for point in (p for points in tables.values() for p in points if p.source == lifetime):
+            checked.errors.append(
+                f"{checked.filename}:{point.line}: {point.name}: status.lifetime_energy"
+                " needs the energy section"
+            )
+        return None
+    spec = datapoints.get(raw["datapoint"])
+    if spec is None or spec.dp_type is not DpType.VALUE:
+        why = "is not a value datapoint" if spec else "is not a datapoint of this map"
+        checked.error("energy.datapoint", f"{raw['datapoint']!r} {why}")
+        return None
+    return EnergySpec(spec.name, Fraction(repr(raw["max_power_w"])))
 
 
 def _line_of(message: str) -> int:

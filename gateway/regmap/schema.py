@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.regmap.layouts import PhaseLayout
 from gateway.regmap.registers import FORMATS, STALE_POLICIES, WORD_ORDERS
 from gateway.regmap.yaml_schema import (
     NAME_PATTERN,
@@ -57,6 +58,7 @@ STATUS_VALUES = (
     "heartbeat_rtt_ms",
     "product_key",
     "register_saturations",
+    "lifetime_energy",
 )
 DERIVED_OPS = ("mul", "div", "sum", "sub", "sqrt", "acos_deg")
 _NAME = NAME_PATTERN
@@ -122,6 +124,7 @@ _DEVICE = obj(
     vendor=_TEXT,
     model=_TEXT,
     product_key=Str(description="expected product key; a mismatch is logged loudly"),
+    product_keys=ListOf(Str(), description="every product key the map is known for (--map auto)"),
     description=_TEXT,
     identification=_IDENT,
 )
@@ -181,7 +184,11 @@ _DATAPOINT = obj(
     labels=ListOf(Str(pattern=_NAME), 1, description="enum labels in wire order"),
     bits=MapOf(Int(0, 31), "bitmap bit names -> bit number"),
     size=Int(1, 4, "bitmap size in bytes for writes"),
-    fields=MapOf(_FIELD, "raw field layout"),
+    layout=Str(
+        tuple(layout.value for layout in PhaseLayout),
+        description="a named raw field layout: vip8 or vipqsf15 (the phase DP)",
+    ),
+    fields=MapOf(_FIELD, "raw field layout (added to, or replacing, the named layout's)"),
     records=MapOf(_RECORD, "alarm_set records addressed by id"),
     confirm_timeout_s=Num(exclusive_minimum=0),
     max_age_s=Num(exclusive_minimum=0),
@@ -207,10 +214,22 @@ _FILL_KEYS: dict[str, Node | Key] = {
     "value": Int(0, 65535, "the constant (0 or 1 in coils and discrete inputs); default 0"),
 }
 _FILL = obj("addresses from..to (inclusive) that no point covers read a constant", **_FILL_KEYS)
+_ENERGY = obj(
+    "the energy counter behind status.lifetime_energy, which never goes backwards",
+    datapoint=Key(Str(pattern=_NAME, description="a value datapoint in kWh"), True),
+    max_power_w=Key(
+        Num(
+            exclusive_minimum=0,
+            description="rating: a larger step since the last report is refused",
+        ),
+        True,
+    ),
+)
 MAP_SCHEMA = obj(
     "tuya-modbus-gateway register map",
     device=Key(_DEVICE, True),
     tuya=_TUYA,
+    energy=_ENERGY,
     datapoints=Key(MapOf(_DATAPOINT), True),
     **{table: ListOf(_POINT) for table in TABLE_KEYS},
     fill=obj(

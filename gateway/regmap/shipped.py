@@ -11,7 +11,7 @@ import dataclasses
 import os
 import sys
 
-import yaml
+from gateway.regmap.load import load_map
 
 __all__ = [
     "DEFAULT_MAP_NAME",
@@ -45,14 +45,15 @@ def _maps_dir() -> str:
     return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "maps")
 
 
-def _names() -> list[str]:
+def shipped_names() -> list[str]:
+    """The names of the shipped maps, sorted."""
     return sorted(f.removesuffix(_SUFFIX) for f in os.listdir(_maps_dir()) if f.endswith(_SUFFIX))
 
 
 def shipped_path(name: str) -> str | None:
     """The file of the shipped map ``name`` (``.yaml`` optional), or None."""
     stem = name.removesuffix(_SUFFIX)
-    return os.path.join(_maps_dir(), stem + _SUFFIX) if stem in _names() else None
+    return os.path.join(_maps_dir(), stem + _SUFFIX) if stem in shipped_names() else None
 
 
 def resolve_map(spec: str, base_dir: str | None = None) -> str:
@@ -66,19 +67,17 @@ def resolve_map(spec: str, base_dir: str | None = None) -> str:
 def shipped_maps() -> list[ShippedMap]:
     """Every shipped map with its device family and product keys, by name."""
     found = []
-    for name in _names():
+    for name in shipped_names():
         path = os.path.join(_maps_dir(), name + _SUFFIX)
-        with open(path, encoding="utf-8") as stream:
-            device = (yaml.safe_load(stream) or {}).get("device", {})
-        keys = device.get("product_key")
+        device = load_map(path).device
         found.append(
             ShippedMap(
                 name=name,
-                family=str(device.get("name", "")),
-                vendor=str(device.get("vendor", "")),
-                model=str(device.get("model", "")),
-                product_keys=tuple(keys) if isinstance(keys, list) else ((keys,) if keys else ()),
-                description=str(device.get("description", "")),
+                family=device.name,
+                vendor=device.vendor,
+                model=device.model,
+                product_keys=device.product_keys,
+                description=device.description,
                 path=path,
             )
         )
@@ -103,7 +102,7 @@ def format_maps(maps: list[ShippedMap]) -> str:
 
 def not_found_hint() -> str:
     """A hint for a map that is neither a file nor a shipped map's name."""
-    return f" (not a file, nor a shipped map: {', '.join(_names())})"
+    return f" (not a file, nor a shipped map: {', '.join(shipped_names())})"
 
 
 def maps_command(_args: object) -> int:

@@ -17,6 +17,7 @@ __all__ = [
     "DerivedSource",
     "DeviceSpec",
     "DpSource",
+    "EnergySpec",
     "FieldSpec",
     "KeepAlive",
     "PointSpec",
@@ -177,6 +178,15 @@ class DeviceSpec:
     product_key: str | None = None
     description: str = ""
     identification: Mapping[int, str] = dataclasses.field(default_factory=_empty)
+    product_keys: tuple[str, ...] = ()  # every key the map is known for (product_key first)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EnergySpec:
+    """The MCU's energy counter behind ``status.lifetime_energy``, and the breaker's rating."""
+
+    datapoint: str
+    max_power_w: Fraction
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -188,6 +198,7 @@ class RegisterMap:
     tuya: TuyaSpec
     datapoints: Mapping[str, DatapointSpec]
     tables: Mapping[Table, tuple[PointSpec, ...]]
+    energy: EnergySpec | None = None
 
     def points(self, table: Table) -> tuple[PointSpec, ...]:
         """The table's points sorted by address."""

@@ -19,6 +19,7 @@ from gateway.tuya.protocol import DpType
 __all__ = [
     "FAMILY_A",
     "FAMILY_B",
+    "REGISTRY",
     "VARIANTS",
     "DpSpec",
     "Protection",
@@ -45,6 +46,10 @@ class Role(enum.Enum):
     ALARM_SET = "alarm_set"  # raw list of [id, enabled, u16 BE value]
     THRESHOLD = "threshold"  # value DP holding one protection limit
     ACTION = "action"  # enum closed/alarm/trip for one protection
+    VOLTAGE = "voltage"  # value, 0.1 V (family C reports V, I, P as separate DPs)
+    CURRENT = "current"  # value, mA
+    POWER = "power"  # value, W
+    PHASE_A_PQ = "phase_a_pq"  # raw 15 B: phase_a, then Q u24 var, S u24 VA, PF u8 0.01
 
 
 class Protection(enum.Enum):
@@ -280,7 +285,9 @@ FAMILY_B = Variant(
     ),
 )
 
-VARIANTS: Mapping[str, Variant] = MappingProxyType({"family_a": FAMILY_A, "family_b": FAMILY_B})
+# variants in their own modules add themselves here (gateway.twin.__init__ imports those)
+REGISTRY: dict[str, Variant] = {"family_a": FAMILY_A, "family_b": FAMILY_B}
+VARIANTS: Mapping[str, Variant] = MappingProxyType(REGISTRY)
 
 
 def get_variant(name: str) -> Variant:

@@ -63,6 +63,8 @@ class McuTwin:
         self.commands_ignored = self.boots = 0
         self.heard = HeardAnswers()  # the gateway's answers to the twin's own requests
         self._model = TwinModel(self.variant, opts)
+        if opts.energy_kwh is not None:
+            self._model.set_energy(opts.energy_kwh)
         self.reporter = TwinReporter(
             self._model, self.output, opts.report_interval_s, lambda: self._online
         )

@@ -38,6 +38,7 @@ class TwinOptions:
     delay_s: float = 0.0
     split_bytes: bool = False
     small_rx_buffer: bool = False
+    energy_kwh: float | None = None  # the energy counter's first value; None: the variant's
 
 
 _TYPES = {f.name: f.type for f in dataclasses.fields(TwinOptions)}
@@ -53,7 +54,7 @@ def _convert(name: str, text: str) -> object:
         raise ValueError(f"expected a boolean, got {text!r}")
     if kind == "int":
         return int(text)
-    if kind == "float":
+    if kind in ("float", "float | None"):
         return float(text)
     return text
 
@@ -71,7 +72,9 @@ def parse_sim_url(url: str) -> TwinOptions:
         )
     names = set(_TYPES) - {"variant"}
     for key, text in parse_qsl(parts.query, keep_blank_values=True):
-        name = next((n for n in (key, f"{key}_s", f"{key}_v", f"{key}_a") if n in names), None)
+        name = next(
+            (n for n in (key, f"{key}_s", f"{key}_v", f"{key}_a", f"{key}_kwh") if n in names), None
+        )
         if name is None:
             errors.append(f"{url}: unknown option {key!r} (known: {', '.join(sorted(names))})")
             continue

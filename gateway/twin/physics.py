@@ -16,6 +16,7 @@ from collections.abc import Callable
 from gateway.tuya.layouts import PHASE_A, decode_records, encode_fields, encode_records
 from gateway.tuya.protocol import DpType, DpValue
 from gateway.twin.families import DpSpec, Protection, ProtectionSpec, Role, Variant
+from gateway.twin.family_c import MEASURED, measured_dp
 from gateway.twin.options import TwinOptions
 
 __all__ = ["Threshold", "TwinModel", "fault_bitmap"]
@@ -124,6 +125,8 @@ class TwinModel:
             return DpValue.of_value(dpid, int(self.energy_kwh * 100 + 1e-6))
         if role is Role.PHASE_A:
             return self._phase_a(dpid)
+        if role in MEASURED:
+            return measured_dp(dpid, role, *self._measured())
         if role is Role.LEAKAGE:
             return DpValue.of_value(dpid, round(self.leakage_ma) if self.switch_on else 0)
         if role is Role.TEMPERATURE:

@@ -96,6 +96,10 @@ class DatapointCache:
         self._last_update: float | None = None
         self._waiters: dict[int, list[asyncio.Future[DpValue]]] = {}
 
+    def set_types(self, types: Mapping[int, DpType]) -> None:
+        """The map's type of each DP, once the map is known (``--map auto`` chooses it late)."""
+        self._types = types
+
     @property
     def link_state(self) -> str:
         return self._link_state

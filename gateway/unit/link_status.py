@@ -1,0 +1,69 @@
+"""What a unit shows of its link: the live status values, and the product key check at READY."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from gateway.regmap.specs import RegisterMap
+from gateway.tuya.link import LinkState, McuLink
+from gateway.unit.energy import LifetimeEnergy
+from gateway.unit.values import StatusValues
+
+__all__ = ["link_status", "product_key_check"]
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def link_status(link: McuLink, lifetime: LifetimeEnergy | None) -> Callable[[], StatusValues]:
+    """The live link values a map's status points show."""
+
+    def status() -> StatusValues:
+        stats = link.stats
+        info = link.product_info
+        return {
+            "mcu_reboots": stats.mcu_reboots,
+            "frames_received": stats.frames_received,
+            "frames_sent": stats.frames_sent,
+            "checksum_errors": stats.checksum_errors,
+            "heartbeat_rtt_ms": stats.heartbeat_rtt_ms,
+            "product_key": info.product_key if info is not None else None,
+            "lifetime_energy": _kwh(lifetime),
+        }
+
+    return status
+
+
+def _kwh(lifetime: LifetimeEnergy | None) -> float | None:
+    value = lifetime.value() if lifetime is not None else None
+    return None if value is None else float(value)
+
+
+def product_key_check(
+    unit_id: int, link: McuLink, register_map: Callable[[], RegisterMap]
+) -> Callable[[LinkState], None]:
+    """A state listener that reports the MCU's product key and shouts on a mismatch."""
+
+    def on_state(state: LinkState) -> None:
+        if state is not LinkState.READY:
+            return
+        info = link.product_info
+        found = info.product_key if info is not None else None
+        device = register_map().device
+        if device.product_key is not None and found not in device.product_keys:
+            _LOGGER.warning(
+                "unit %d: PRODUCT KEY MISMATCH: the MCU on %s reports %r but map %s expects %r;"
+                " the map may not fit this breaker, check every value before trusting it",
+                unit_id,
+                link.config.url,
+                found,
+                register_map().path,
+                device.product_key,
+            )
+        else:
+            version = info.version if info is not None else "?"
+            _LOGGER.info(
+                "unit %d: link READY, product key %r, MCU version %s", unit_id, found, version
+            )
+
+    return on_state

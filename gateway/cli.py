@@ -25,8 +25,8 @@ from gateway.config import (
 )
 from gateway.errors import ConfigError, GatewayError
 from gateway.modbus.server import RtuListener, TcpListener
+from gateway.regmap.catalog import maps_command
 from gateway.regmap.export import add_export_options, cmd_export
-from gateway.regmap.shipped import maps_command
 from gateway.twin import scenario
 from gateway.twin.options import add_twin_arguments, twin_options_from_args
 from gateway.unit.state_store import state_dir_for

@@ -28,7 +28,7 @@ from gateway.unit.state_store import StateStore
 ROOT = Path(__file__).resolve().parents[1]
 OPTIONS = "noise=0&report_interval=1"  # quiet 0.5 s ends the handshake query
 FAMILIES = {
-    "family_a": ROOT / "register_map.yaml",
+    "family_a": ROOT / "gateway" / "maps" / "register_map.yaml",
     "family_b": ROOT / "gateway" / "maps" / "tongou_tosmr1.yaml",
     "family_c": ROOT / "gateway" / "maps" / "tongou_qcb2.yaml",
 }

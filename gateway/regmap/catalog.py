@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 from pathlib import Path
 from types import MappingProxyType
 
@@ -20,8 +21,12 @@ from gateway.regmap.specs import DeviceSpec, RegisterMap, TuyaSpec
 __all__ = [
     "AUTO",
     "MapChoice",
+    "ShippedMap",
     "choose_map",
     "describe_choice",
+    "format_maps",
+    "map_listing",
+    "maps_command",
     "pending_map",
     "shipped_maps",
 ]
@@ -78,3 +83,59 @@ def pending_map() -> RegisterMap:
     """The placeholder an auto unit holds until its map is chosen: no points, default link."""
     device = DeviceSpec(AUTO, description="chosen from the product key at the handshake")
     return RegisterMap(AUTO, device, TuyaSpec(query_interval_s=30), MappingProxyType({}), {})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ShippedMap:
+    """One shipped map as ``maps`` lists it."""
+
+    name: str
+    family: str
+    vendor: str
+    model: str
+    product_keys: tuple[str, ...]
+    description: str
+    path: str
+
+
+def map_listing() -> list[ShippedMap]:
+    """Every shipped map with its device family and product keys, by name."""
+    found = []
+    for name in shipped_names():
+        path = shipped_path(name)
+        assert path is not None  # listed names have files
+        device = load_map(path).device
+        found.append(
+            ShippedMap(
+                name=name,
+                family=device.name,
+                vendor=device.vendor,
+                model=device.model,
+                product_keys=device.product_keys,
+                description=device.description,
+                path=path,
+            )
+        )
+    return found
+
+
+def format_maps(maps: list[ShippedMap]) -> str:
+    """The ``maps`` command's table: name, device family, product keys, description."""
+    rows = [("name", "device family", "product keys", "description")]
+    for item in maps:
+        default = " (default)" if item.name == DEFAULT_MAP_NAME else ""
+        family = f"{item.vendor} {item.model}".strip() or item.family
+        keys = ", ".join(item.product_keys) or "-"
+        rows.append((item.name + default, family, keys, item.description))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [
+        "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[3]])
+        for row in rows
+    ]
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def maps_command(_args: object) -> int:
+    """``tuya-modbus-gateway maps``: print the shipped maps."""
+    sys.stdout.write(format_maps(map_listing()))
+    return 0

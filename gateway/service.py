@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from gateway.config import DeviceConfig, GatewayConfig
 from gateway.errors import ConfigError
@@ -26,6 +26,7 @@ __all__ = ["GatewayService", "Unit"]
 
 _LOGGER = logging.getLogger(__name__)
 _ALL_INTERFACES = ("0.0.0.0", "::", "")
+_ANSWER_SLACK_S = 0.25  # after a window ends: the last pacing gap and sending the answer
 
 
 @dataclasses.dataclass(slots=True)
@@ -49,6 +50,7 @@ def link_config(device: DeviceConfig, register_map: RegisterMap) -> LinkConfig:
         wifi_state=tuya.wifi_state,
         query_interval_s=tuya.query_interval_s,
         confirm_timeout_s=tuya.confirm_timeout_s,
+        max_frame_data=tuya.max_frame_data,
         capture_path=device.capture,
     )
     if tuya.heartbeat_interval_s is not None:
@@ -87,7 +89,12 @@ class GatewayService:
             for device in config.devices
         }
         backends: dict[int, ServedUnit] = {u: unit.backend for u, unit in self.units.items()}
-        self.modbus = ModbusService(backends, config.tcp, config.rtu)
+        self.modbus = ModbusService(
+            backends,
+            config.tcp,
+            config.rtu,
+            allow_broadcast_switch=config.policy.allow_broadcast_switch,
+        )
         self._started = False
 
     def _build_unit(self, device: DeviceConfig, register_map: RegisterMap) -> Unit:
@@ -96,7 +103,7 @@ class GatewayService:
         backend = UnitBackend(
             register_map,
             cache,
-            link.write_dp,
+            link.writes,
             _status_of(link),
             switch_interval_s=self.config.policy.switch_interval_s,
             read_only=self.config.policy.read_only,
@@ -132,11 +139,11 @@ class GatewayService:
             )
 
     async def stop(self) -> None:
-        """Close the listeners, then the links; safe to call twice."""
+        """Answer writes in flight (at most one window), close the listeners, then the links."""
         if not self._started:
             return
         self._started = False
-        await self.modbus.stop()
+        await self.modbus.stop(_longest_window(self.units.values()) + _ANSWER_SLACK_S)
         for unit in self.units.values():
             await unit.link.stop()
         _LOGGER.info("gateway stopped")
@@ -167,6 +174,16 @@ class GatewayService:
         return "\n".join(lines)
 
 
+def _longest_window(units: Iterable[Unit]) -> float:
+    """The longest confirmation window of any datapoint: how long shutdown may wait."""
+    windows = [0.0]
+    for unit in units:
+        tuya = unit.register_map.tuya
+        windows.append(tuya.confirm_timeout_s)
+        windows.extend(dp.confirm_timeout_s or 0.0 for dp in unit.register_map.datapoints.values())
+    return max(windows)
+
+
 def _status_of(link: McuLink) -> Callable[[], StatusValues]:
     """The live link values a map's status points show."""
 
@@ -179,6 +196,7 @@ def _status_of(link: McuLink) -> Callable[[], StatusValues]:
             "frames_sent": stats.frames_sent,
             "checksum_errors": stats.checksum_errors,
             "heartbeat_rtt_ms": stats.heartbeat_rtt_ms,
+            "late_confirmations": stats.late_confirmations,
             "product_key": info.product_key if info is not None else None,
         }
 

@@ -38,6 +38,9 @@ class McuPeer:
         self.confirm_writes = True
         self.report_override: DpValue | None = None  # report this instead of the written DP
         self.ignore_writes = 0  # leave this many 0x06 frames unanswered first
+        self.report_delay_s = 0.0  # a slow MCU: report a written DP this long after its command
+        # what the MCU reports for a written DP (None: nothing); default: the DP as written
+        self.on_write: Callable[[DpValue], DpValue | None] | None = None
         self.dps = {dp.dpid: dp for dp in dps or ()}
         self.received: list[tuple[float, Frame]] = []
         self._first_heartbeat = True
@@ -109,8 +112,16 @@ class McuPeer:
             self.ignore_writes -= 1
             return
         for dp in decode_dps(frame.data).values:
-            self.dps[dp.dpid] = dp
-            self.report(self.report_override or dp)
+            reported = self.on_write(dp) if self.on_write is not None else dp
+            if reported is None:
+                continue
+            self.dps[dp.dpid] = reported
+            reported = self.report_override or reported
+            if self.report_delay_s > 0:
+                loop = asyncio.get_running_loop()
+                loop.call_later(self.report_delay_s, self.report, reported)
+            else:
+                self.report(reported)
 
 
 class PtyPeer:

@@ -29,7 +29,7 @@ from gateway.tuya.capture import CaptureWriter
 from gateway.tuya.channel import FrameChannel, LinkStats
 from gateway.tuya.handshake import LinkTimings, probe_mcu, run_handshake, watch_heartbeats
 from gateway.tuya.protocol import Command, DpValue, Frame, ProductInfo, decode_dps
-from gateway.tuya.writes import WriteGate
+from gateway.tuya.writes import DpWrite, WriteGate
 
 if TYPE_CHECKING:
     from gateway.twin.mcu import McuTwin
@@ -68,6 +68,7 @@ class LinkConfig:
     query_interval_s: float | None = None  # periodic query-all (0x08); None = off
     confirm_timeout_s: float = 3.0  # default DP write confirmation window
     command_gap_s: float = 0.010
+    max_frame_data: int | None = 24  # the MCU's receive limit (tuya.max_frame_data)
     capture_path: str | None = None
     timings: LinkTimings = dataclasses.field(default_factory=LinkTimings)
 
@@ -93,7 +94,7 @@ class McuLink:
         self._responder = McuResponder(
             config.wifi_state, config.rssi_dbm, config.timings.wifi_reset_step_s, self._publish
         )
-        self._writes = WriteGate(self._pace, self._send_if_ready)
+        self._writes = WriteGate(self._pace, self._send_if_ready, self.stats, config.max_frame_data)
 
     # -- listeners -----------------------------------------------------------------------
     def add_report_listener(self, cb: Callable[[DpValue], None]) -> Callable[[], None]:
@@ -350,15 +351,22 @@ class McuLink:
             raise LinkNotReadyError(f"{what} refused: the link is {self.state.name}, not READY")
         return channel
 
+    @property
+    def writes(self) -> WriteGate:
+        """The one gate every DP write goes through."""
+        return self._writes
+
     async def write_dp(
         self,
         dp: DpValue,
         timeout: float | None = None,  # noqa: ASYNC109 - a confirmation window, not a scope
     ) -> DpValue:
-        """Send one 0x06 with ``dp`` and return the MCU's report of that DP (see WriteGate)."""
+        """Send one 0x06 with ``dp`` and return the MCU's report of it (see WriteGate)."""
         window = self.config.confirm_timeout_s if timeout is None else timeout
         self._ready_channel(f"write {dp.describe()}")
-        return await self._writes.write(dp, window)
+        arrived = asyncio.get_running_loop().time()
+        async with self._writes.turn(arrived, window) as turn:
+            return await turn.send(DpWrite(dp, window))
 
     async def _pace(self) -> None:
         if self._channel is not None:

@@ -236,14 +236,6 @@ def map_from(tmp_path: Path, text: str) -> RegisterMap:
     return load_map(path)
 
 
-def merged(current: bytes, written: bytes) -> bytes:
-    """What the breaker's MCU stores: the written records merged into its list by id."""
-    old = decode_records(current)[0]
-    new = {record.rid: record for record in decode_records(written)[0]}
-    records = [new.pop(record.rid, record) for record in old] + list(new.values())
-    return b"".join(record.encode() for record in records)
-
-
 @dataclasses.dataclass
 class Mcu:
     """The MCU double and the started link to it."""
@@ -254,21 +246,6 @@ class Mcu:
     def commands(self) -> list[DpValue]:
         frames = self.peer.frames(Command.DP_COMMAND)
         return [dp for frame in frames for dp in decode_dps(frame.data).values]
-
-    def merge_records(self, reorder: bool = False) -> None:
-        """Report a written record list merged into the stored one (reversed if ``reorder``)."""
-
-        def on_write(dp: DpValue) -> DpValue:
-            if dp.dp_type is not DpType.RAW:
-                return dp
-            stored = self.peer.dps.get(dp.dpid)
-            payload = merged(stored.payload if stored else b"", dp.payload)
-            if reorder:
-                records = decode_records(payload)[0][::-1]
-                payload = b"".join(record.encode() for record in records)
-            return DpValue.of_raw(dp.dpid, payload)
-
-        self.peer.on_write = on_write
 
     async def wait_commands(self, count: int) -> None:
         await eventually(lambda: len(self.commands()) >= count)
@@ -289,9 +266,8 @@ async def mcu(
         assert entry is not None
         peer.dps[dpid] = DpValue.of_raw(dpid, entry.raw)
     link.add_report_listener(cache.update)
-    double = Mcu(peer, link)
-    double.merge_records()
-    yield double
+    peer.merge_records = True  # like the breaker's MCU
+    yield Mcu(peer, link)
     await link.stop()
     await tcp.close()
 
@@ -447,7 +423,7 @@ async def test_records_reported_in_another_order_confirm_at_once(
 ) -> None:
     """Issue 11: same records, other order: confirmed without a resend or waiting it out."""
     backend = unit(mcu, cache, confirm_timeout_s=60.0)
-    mcu.merge_records(reorder=True)
+    mcu.peer.reverse_records = True
     async with asyncio.timeout(10.0):  # a hang detector: waiting out the window takes 60 s
         assert await backend.write(HR, 1, [260], "c") is None
     assert len(mcu.commands()) == 1

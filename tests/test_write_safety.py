@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from bench_modules import load_bench
 from mcu_peer import McuPeer, TcpPeer, eventually
 from serial_line import PtyMaster
 
@@ -169,49 +170,12 @@ async def test_pipelined_switch_write_is_busy_at_once_and_never_sent(
 
 
 # -- issue 12.2: no doubled command after a stalled link ---------------------------------------
-class StallingBridge:
-    """A socket:// serial bridge (TCP forwarder) that can stop forwarding and resume."""
-
-    def __init__(self, target_port: int) -> None:
-        self._target = target_port
-        self.forwarding = asyncio.Event()
-        self.forwarding.set()
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.url = ""
-
-    async def open(self) -> StallingBridge:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.url = f"socket://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-        return self
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target)
-        for pump in (self._pump(reader, up_writer), self._pump(up_reader, writer)):
-            task = asyncio.ensure_future(pump)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(4096):
-            await self.forwarding.wait()  # stalled: the bytes wait here, in order
-            writer.write(data)
-        writer.close()
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-
 async def test_stalled_bridge_never_doubles_a_switch_command(
     tmp_path: Path, peer: TcpPeer, gateways: list[GatewayService], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     port = int(peer.url.rsplit(":", 1)[1])
-    bridge = await StallingBridge(port).open()
+    bridge = await load_bench("soak_parts").StallingBridge(port).open()
     text = with_window(DEFAULT_TEXT, 1.0).replace(
         "    id: 18\n", "    id: 18\n    confirm_timeout_s: 8.0\n", 1
     )

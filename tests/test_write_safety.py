@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from bench_modules import load_bench
 from mcu_peer import McuPeer, TcpPeer, eventually
 from serial_line import PtyMaster
+from test_cli import background, free_port
 
 from gateway.config import DeviceConfig, GatewayConfig, WritePolicy
 from gateway.modbus.rtu import crc16
@@ -391,3 +393,38 @@ async def test_sdk_receive_buffer_skips_another_version_before_judging_the_lengt
     line.twin.data_received(dp_command(DpValue.of_bool(16, True))[:5])  # and split frames
     line.twin.data_received(dp_command(DpValue.of_bool(16, True))[5:])
     assert line.heard() == [DpValue.of_bool(16, True)]
+
+
+async def test_sigterm_answers_a_switch_write_in_flight(tmp_path: Path) -> None:
+    """The real process: SIGTERM while the motor runs; the client still gets its answer."""
+    port = free_port()
+    twin = "sim://family_a?report_interval=0&motor_time=1.5"  # reports once the motor is done
+    with background("run", "--link", twin, "--tcp", f"127.0.0.1:{port}") as run:
+        client, closed = await connect_when_served(port)
+        toggle = SWITCH_ON if closed == 0 else b"\x05\x00\x00\x00\x00"
+        client.send((1, 1, toggle))
+        await asyncio.sleep(0.5)  # the motor is running: the write is in flight
+        run.proc.send_signal(signal.SIGTERM)
+        assert await client.reply() == (1, toggle)  # confirmed inside its 5 s window
+        assert await client.closed()
+        code, _, err = run.stop()
+    assert code == 0, err
+    assert "waiting up to" in err
+    client.close()
+
+
+async def connect_when_served(port: int) -> tuple[RawClient, int]:
+    """A client once the gateway answers reads (its link READY), and the switch coil."""
+    for _ in range(200):
+        try:
+            client = await RawClient.open(port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        client.send((9, 1, b"\x01\x00\x00\x00\x01"))
+        answer = (await client.reply())[1]
+        if answer[0] == 1:
+            return client, answer[2]
+        client.close()
+        await asyncio.sleep(0.05)
+    raise AssertionError("the gateway never served")

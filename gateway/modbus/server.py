@@ -13,6 +13,10 @@ Exception codes answered: 0x01 unknown function, FC8 sub-function or MEI type; 0
 outside the tables (from the backend) or FC43 object not present; 0x03 quantity out of range,
 byte count mismatch, truncated PDU, bad coil value, bad FC43 read code; 0x04 a backend
 failure; 0x0B (TCP, configurable 0x0A) unknown unit; plus whatever the backend returns.
+The session adds the write safety rules (:mod:`gateway.modbus.session`): 0x06 for a switch write
+that would wait behind other requests on its connection, 0x01 for a switch write through the
+TCP unit 0/255 alias, silence (and a count) for an RTU broadcast that would switch, and 0x0A
+for a write that arrives while the service stops.
 """
 
 from __future__ import annotations

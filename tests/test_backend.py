@@ -504,7 +504,7 @@ async def test_block_write_stops_when_too_little_window_is_left(
     backend = unit(mcu, cache, confirm_timeout_s=0.6)
     mcu.peer.report_delay_s = 0.4  # dp18 confirmed 0.4 s in: dp17 would have under half
     assert await backend.write(HR, 0, [50, 260, 180, 40], "c") == NO_RESPONSE
-    assert [dp.dpid for dp in mcu.commands()] == [18, 18]  # and its halfway resend; no dp17
+    assert {dp.dpid for dp in mcu.commands()} == {18}  # (and its halfway resend): no dp17
     assert (backend.stats.writes_confirmed, backend.stats.writes_failed) == (1, 1)
 
 

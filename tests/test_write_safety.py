@@ -20,8 +20,10 @@ from serial_line import PtyMaster
 from test_cli import background, free_port
 
 from gateway.config import DeviceConfig, GatewayConfig, WritePolicy
+from gateway.errors import ConfigError
 from gateway.modbus.rtu import crc16
 from gateway.modbus.server import RtuListener, TcpListener
+from gateway.regmap.load import load_map
 from gateway.service import GatewayService
 from gateway.tuya.protocol import Command, DpValue, Frame, FrameDecoder, decode_dps
 from gateway.twin.mcu import McuTwin
@@ -430,3 +432,12 @@ async def connect_when_served(port: int) -> tuple[RawClient, int]:
         client.close()
         await asyncio.sleep(0.05)
     raise AssertionError("the gateway never served")
+
+
+def test_the_map_checks_keepalives_against_max_frame_data(tmp_path: Path) -> None:
+    keepalive = "  keepalive:\n    - {datapoint: total_energy, value: 1, interval_s: 60}\n"
+    tuya = "tuya:\n  max_frame_data: 6\n" + keepalive
+    path = tmp_path / "map.yaml"
+    path.write_text(DEFAULT_TEXT.replace("tuya:\n", tuya, 1), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"tuya.keepalive\[0\].value: needs 8 data bytes, over 6"):
+        load_map(path)

@@ -191,6 +191,10 @@ def build_tuya(
         except (ProtocolError, ValueError) as err:
             checked.error(f"{path}.value", str(err))
             continue
+        limit = raw.get("max_frame_data", 24)
+        if len(dp.encode()) > limit:
+            checked.error(f"{path}.value", f"needs {len(dp.encode())} data bytes, over {limit}")
+            continue
         keepalive.append(KeepAlive(spec.name, dp, float(item["interval_s"])))
     heartbeat = raw.get("heartbeat", {})
     return TuyaSpec(

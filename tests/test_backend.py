@@ -361,6 +361,17 @@ async def test_an_unconfirmed_motor_write_is_never_resent(
     await eventually(lambda: mcu.link.stats.late_confirmations == 1)
 
 
+async def test_a_motor_write_answered_with_the_old_state_is_of_unknown_outcome(
+    mcu: Mcu, cache: DatapointCache, tmp_path: Path
+) -> None:
+    backend = unit(mcu, cache, map_from(tmp_path, FAST_SWITCH_MAP_TEXT))
+    mcu.peer.on_write = other_value  # the MCU reports the old state: the motor may be moving
+    queries = len(mcu.peer.frames(Command.DP_QUERY))
+    assert await backend.write(Table.COIL, 0, [0], "c") == NO_RESPONSE  # not 0x04
+    assert mcu.commands() == [DpValue.of_bool(16, False)]
+    await eventually(lambda: len(mcu.peer.frames(Command.DP_QUERY)) == queries + 1)
+
+
 async def test_mcu_reports_another_value(writer: UnitBackend, mcu: Mcu) -> None:
     mcu.peer.on_write = other_value
     assert await writer.write(Table.COIL, 1, [1], "c") == FAILURE

@@ -6,9 +6,9 @@ request arrived, asks the write's own ``matches`` predicate whether a report con
 never sends a command with less than half of its window left, resends a DP once halfway
 through its window when unconfirmed (values are absolute) but never a motor DP, and sends
 nothing once the window has ended. A motor write never waits behind another request: it is
-refused (BusyError). When a motor write ends without any report the gate drops the requests
-queued behind it, asks the MCU for its state (0x08), and logs and counts a confirmation that
-arrives after the window.
+refused (BusyError). When a motor write ends unconfirmed (an old state reported meanwhile does
+not count: the motor may still be moving) the gate drops the requests queued behind it, asks
+the MCU for its state (0x08), and logs and counts a confirmation that arrives after the window.
 """
 
 from __future__ import annotations
@@ -217,17 +217,17 @@ class WriteGate:
     async def _unconfirmed(self, waiter: Confirmation, deadline: float) -> DpValue:
         write, other = waiter.write, waiter.last_other
         self._late[write.dp.dpid] = _LateWatch(write, deadline)
+        if write.motor:  # a report of the old state does not stop a motor that is moving
+            self._drop_queued(write)
+            await self._query_state()
+            last = f" (last report {other.describe()})" if other is not None else ""
+            raise McuTimeoutError(
+                f"the MCU did not confirm {write.dp.describe()} within {write.window_s:g} s"
+                f"{last}: sent, outcome unknown; the command will not be sent again"
+            )
         if other is not None:
             raise WriteMismatchError(
                 f"the MCU reported {other.describe()} after {write.dp.describe()}", other
-            )
-        if write.motor:
-            self._drop_queued(write)
-            await self._query_state()
-            raise McuTimeoutError(
-                f"the MCU did not report dp{write.dp.dpid} within {write.window_s:g} s of"
-                f" writing {write.dp.describe()}: sent, outcome unknown; the command will not"
-                " be sent again"
             )
         raise McuTimeoutError(
             f"the MCU did not report dp{write.dp.dpid} within {write.window_s:g} s of writing"

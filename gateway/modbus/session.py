@@ -110,11 +110,10 @@ class Router:
 
         0x06 at once, and nothing is sent; a broadcast is ignored (the empty answer).
         """
-        backends = self._unique if unit == 0 and self._unknown is None else []
+        broadcast = unit == 0 and self._unknown is None
         backend = self._backends.get(unit)
-        if not backends and backend is not None:
-            backends = [backend]
-        if not any(_moves(b, pdu) for b in backends):
+        targets = self._unique if broadcast else [backend] if backend is not None else []
+        if not any(_moves(b, pdu) for b in targets):
             return None
         _LOGGER.warning(
             "%s: write %s to unit %d refused (0x06): it moves the breaker motor and would wait"
@@ -124,7 +123,7 @@ class Router:
             unit,
             waiting,
         )
-        if backend is None or (unit == 0 and self._unknown is None):
+        if backend is None or broadcast:
             return b""
         backend.count_request(ExceptionCode.SERVER_DEVICE_BUSY)
         return exception_pdu(pdu[0], ExceptionCode.SERVER_DEVICE_BUSY)

@@ -127,7 +127,7 @@ class UnitBackend:
 
     def moves_motor(self, table: Table, address: int, count: int) -> bool:
         """Whether a write of these addresses would operate the breaker motor."""
-        return self._writer.moves_motor(table, address, count)
+        return not self.read_only and self._writer.moves_motor(table, address, count)
 
     def count_broadcast_refused(self) -> None:
         """Count a broadcast (or unit 0/255) motor write the router refused."""

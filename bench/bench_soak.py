@@ -2,17 +2,22 @@
 
 Run as ``python bench/bench_soak.py [--seconds S] [--seed N]`` (long form, default 300 s);
 tests/test_soak.py runs :func:`soak` for a few seconds in CI. Everything runs in this process
-on one event loop, so the twin's ``dp_commands`` times and the clients' write times share the
-monotonic loop clock. The chaos loop walks through garbage, bad checksums, dropped and delayed
-replies, reboots and silences, each followed by a clean spell. Checked, never timed:
+on one event loop, so the gateway's switch commands (tapped as they are written), the twin's
+``dp_commands`` times and the clients' write times share the monotonic loop clock. The twin
+sits on a TCP endpoint behind a ``socket://`` bridge. The chaos loop walks through garbage, bad
+checksums, dropped and delayed replies, reboots, silences and bridge stalls, each followed by a
+clean spell; pipelining clients send a threshold write, a read and a switch write in one
+segment. Checked, never timed:
 
 - no crash: the link never stops, nothing is logged at ERROR, the server answers at the end;
 - every read of input registers 0-8 (stale policy ``exception``) answers 0x0B exactly while
   the data is stale (link not READY, or a source DP missing or older than its max age), and
   discrete input 17 (link_online) is 1 exactly while the link is READY; reads during which
   that truth changed are not judged;
-- every switch command (0x06 dp16) the twin received belongs to a Modbus write of that value
-  that was in progress and still inside its confirmation window;
+- every switch command (0x06 dp16) the gateway wrote belongs to a Modbus write of that value
+  that was in progress and still inside its confirmation window (late), and no write's window
+  holds two of them (doubled: a motor command is never resent); the twin received no more
+  switch commands than were written;
 - after each silence or reboot, fresh data (a report newer than the fault's end, served over
   Modbus) comes back; the time it took is recorded.
 """
@@ -33,43 +38,55 @@ from soak_parts import (
     SOURCE_DPS,
     ErrorLog,
     Modbus,
+    Rig,
     SoakReport,
     WriteRecord,
+    doubled_commands,
     late_commands,
     soak_map,
-    start_service,
+    start_rig,
     summary,
 )
 
-from gateway.service import GatewayService, Unit
 from gateway.tuya.link import LinkState, McuLink
-from gateway.twin import McuTwin, running_twin
+from gateway.twin import McuTwin
 
 __all__ = [
     "Modbus",
     "SoakReport",
     "WriteRecord",
+    "doubled_commands",
     "late_commands",
     "soak",
     "soak_map",
-    "start_service",
+    "start_rig",
     "summary",
 ]
 
-PHASES = ("garbage", "bad_checksum", "drop_replies", "delay", "reboot", "silent", "mixed")
+PHASES = (
+    "garbage",
+    "bad_checksum",
+    "drop_replies",
+    "delay",
+    "reboot",
+    "silent",
+    "mixed",
+    "stall",
+)
+SWITCH = {True: b"\x05\x00\x00\xff\x00", False: b"\x05\x00\x00\x00\x00"}
 
 
 class Soak:
     """One soak run: service, pollers, writers, chaos, and the invariant checks."""
 
-    def __init__(self, service: GatewayService, rng: random.Random, report: SoakReport) -> None:
-        self.service = service
-        self.unit: Unit = service.units[1]
-        self.link: McuLink = self.unit.link
+    def __init__(self, rig: Rig, rng: random.Random, report: SoakReport) -> None:
+        self.rig = rig
+        self.service = rig.service
+        self.unit = rig.service.units[1]
+        self.link: McuLink = rig.link
         self.rng = rng
         self.report = report
         self.writes: list[WriteRecord] = []
-        self.twins: list[McuTwin] = []
         self.stop = asyncio.Event()
 
     # -- truth ----------------------------------------------------------------------------
@@ -80,11 +97,7 @@ class Soak:
         return any(snap.is_stale(dpid, MAX_AGE_S) for dpid in SOURCE_DPS)
 
     def twin(self) -> McuTwin:
-        twin = running_twin(self.link.config.url)
-        assert twin is not None
-        if not self.twins or self.twins[-1] is not twin:
-            self.twins.append(twin)
-        return twin
+        return self.rig.twin
 
     # -- clients --------------------------------------------------------------------------
     async def poller(self) -> None:
@@ -130,13 +143,31 @@ class Soak:
         try:
             while not self.stop.is_set():
                 value = self.rng.random() < 0.5
-                pdu = b"\x05\x00\x00" + (b"\xff\x00" if value else b"\x00\x00")
+                pdu = SWITCH[value]
                 start = loop.time()
                 answer = await client.call(pdu)
                 self.writes.append(WriteRecord(value, start, loop.time()))
                 self.report.writes += 1
                 self.report.writes_confirmed += answer == pdu
                 await asyncio.sleep(0.05 + self.rng.random() * 0.25)
+        finally:
+            client.close()
+
+    async def pipeliner(self) -> None:
+        """A threshold write, a read and a switch write in one segment, again and again."""
+        client = await Modbus.open(self.service.tcp_port)
+        loop = asyncio.get_running_loop()
+        try:
+            while not self.stop.is_set():
+                value = self.rng.random() < 0.5
+                threshold = b"\x06\x00\x01\x00" + bytes((250 + self.rng.randrange(5),))
+                start = loop.time()
+                answers = await client.pipeline([threshold, b"\x04\x00\x00\x00\x01", SWITCH[value]])
+                self.writes.append(WriteRecord(value, start, loop.time()))
+                self.report.writes += 1
+                self.report.writes_confirmed += answers[2] == SWITCH[value]
+                self.report.pipelined_switch_busy += answers[2] == b"\x85\x06"
+                await asyncio.sleep(0.1 + self.rng.random() * 0.3)
         finally:
             client.close()
 
@@ -147,12 +178,18 @@ class Soak:
             self.report.phases += 1
             await self._inject(phase, spell_s)
             self.twin().faults.__init__()  # type: ignore[misc]  # all faults off
-            if phase in ("reboot", "silent", "mixed"):
+            if phase in ("reboot", "silent", "mixed", "stall"):
                 await self._measure_recovery(phase)
             await asyncio.sleep(spell_s * self.rng.uniform(0.5, 1.5))
 
     async def _inject(self, phase: str, spell_s: float) -> None:
         faults = self.twin().faults
+        if phase == "stall":
+            self.report.stalls += 1
+            self.rig.bridge.forwarding.clear()
+            await asyncio.sleep(spell_s * self.rng.uniform(0.5, 1.5))
+            self.rig.bridge.forwarding.set()
+            return
         if phase == "reboot":
             self.twin().reboot()
             return
@@ -186,10 +223,16 @@ class Soak:
 
     # -- checks ---------------------------------------------------------------------------
     def check_commands(self) -> None:
-        self.report.switch_commands = sum(
-            dp.dpid == 16 for twin in self.twins for _, dp in twin.dp_commands
-        )
-        self.report.late_commands = late_commands(self.twins, self.writes)
+        received = [(when, dp) for when, dp in self.twin().dp_commands if dp.dpid == 16]
+        sent = self.rig.sent
+        self.report.switch_commands = len(received)
+        self.report.late_commands = late_commands(sent, self.writes)
+        self.report.doubled_commands = doubled_commands(sent, self.writes)
+        if len(received) > len(sent):
+            self.report.doubled_commands.append(
+                f"the MCU received {len(received)} switch commands, {len(sent)} were written"
+            )
+        self.report.delivered_after_window = len(late_commands(received, self.writes))
 
     async def check_alive(self) -> None:
         if self.link.state is LinkState.STOPPED or self.link.fatal_error is not None:
@@ -203,7 +246,9 @@ class Soak:
             client.close()
 
 
-async def soak(seconds: float, seed: int = 0, spell_s: float = 1.0, writers: int = 2) -> SoakReport:
+async def soak(
+    seconds: float, seed: int = 0, spell_s: float = 1.0, writers: int = 2, pipeliners: int = 2
+) -> SoakReport:
     """Run the soak for ``seconds``; the report (``problems`` empty when all held).
 
     With ``writers`` > 1, switch writes overlap: see the README on queued writes.
@@ -213,21 +258,28 @@ async def soak(seconds: float, seed: int = 0, spell_s: float = 1.0, writers: int
     logging.getLogger().addHandler(handler)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            await _run(seconds, seed, spell_s, writers, soak_map(Path(tmp)), report)
+            clients = (writers, pipeliners)
+            await _run(seconds, seed, spell_s, clients, soak_map(Path(tmp)), report)
     finally:
         logging.getLogger().removeHandler(handler)
     return report
 
 
 async def _run(
-    seconds: float, seed: int, spell_s: float, writers: int, map_path: Path, report: SoakReport
+    seconds: float,
+    seed: int,
+    spell_s: float,
+    counts: tuple[int, int],
+    map_path: Path,
+    report: SoakReport,
 ) -> None:
-    service = await start_service(map_path, seed)
+    rig = await start_rig(map_path, seed)
     loop = asyncio.get_running_loop()
     try:
-        run = Soak(service, random.Random(seed), report)
-        run.twin()
+        run = Soak(rig, random.Random(seed), report)
+        writers, pipeliners = counts
         clients = [run.poller(), run.poller(), *(run.writer() for _ in range(writers))]
+        clients += [run.pipeliner() for _ in range(pipeliners)]
         tasks = [asyncio.create_task(c) for c in clients]
         tasks.append(asyncio.create_task(run.chaos(spell_s)))
         start = loop.time()
@@ -241,11 +293,10 @@ async def _run(
                 await asyncio.wait_for(task, 30.0)
             except Exception as err:  # a client or the chaos loop died: that is a finding
                 report.crashed.append(f"{type(err).__name__}: {err}")
-        run.twin()
         run.check_commands()
         await run.check_alive()
     finally:
-        await service.stop()
+        await rig.stop()
 
 
 def main() -> None:
@@ -253,9 +304,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=300.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--writers", type=int, default=2, help="concurrent switch writers")
+    parser.add_argument("--pipeliners", type=int, default=2, help="pipelining clients")
     args = parser.parse_args()
     logging.basicConfig(level=logging.CRITICAL)
-    report = asyncio.run(soak(args.seconds, args.seed, writers=args.writers))
+    report = asyncio.run(
+        soak(args.seconds, args.seed, writers=args.writers, pipeliners=args.pipeliners)
+    )
     for name, value in summary(report):
         print(f"{name:32s} {value}")
     for problem in report.problems[:20]:

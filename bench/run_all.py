@@ -148,6 +148,12 @@ def soak(plan: Plan) -> list[Goal]:
         ),
         ("soak late switch commands", len(report.late_commands), "0", not report.late_commands),
         (
+            "soak doubled switch commands",
+            len(report.doubled_commands),
+            "0",
+            not report.doubled_commands,
+        ),
+        (
             "soak crashes / ERROR logs / unrecovered",
             len(report.crashed) + len(report.errors_logged) + len(report.unrecovered),
             "0",

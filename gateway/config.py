@@ -59,7 +59,10 @@ CONFIG_SCHEMA = obj(
     "tuya-modbus-gateway gateway.yaml",
     modbus=Key(obj("Modbus listeners", tcp=_TCP, rtu=_RTU), True),
     write_policy=obj(
-        "gateway-wide write rules", read_only=Bool(), switch_interval_s=Num(minimum=0)
+        "gateway-wide write rules",
+        read_only=Bool(),
+        switch_interval_s=Num(minimum=0),
+        allow_broadcast_switch=Bool("let RTU unit 0 and TCP unit 0/255 writes move a motor"),
     ),
     devices=Key(ListOf(_DEVICE, min_items=1), True),
     http=HTTP_SCHEMA,
@@ -73,6 +76,7 @@ class WritePolicy:
 
     read_only: bool = False
     switch_interval_s: float = 2.0
+    allow_broadcast_switch: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -15,7 +15,9 @@ catch ``GatewayError`` and know nothing unexpected slipped through::
     └── WriteError                  a datapoint write was refused or not confirmed
         ├── WriteRejectedError      the value failed validation; nothing was sent
         ├── WriteMismatchError      the MCU confirmed a different value
-        └── BusyError               the breaker motor needs more time between operations
+        ├── BusyError               the motor's DP is busy or was operated too recently; not sent
+        ├── WriteNotSentError       the write's window ran out, or it was dropped, before sending
+        └── FrameTooLongError       the command needs a frame the MCU cannot receive; not sent
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ __all__ = [
     "BusyError",
     "ConfigError",
     "DpRecordError",
+    "FrameTooLongError",
     "GatewayError",
     "LinkClosedError",
     "LinkError",
@@ -33,6 +36,7 @@ __all__ = [
     "ProtocolError",
     "WriteError",
     "WriteMismatchError",
+    "WriteNotSentError",
     "WriteRejectedError",
 ]
 
@@ -94,4 +98,12 @@ class WriteMismatchError(WriteError):
 
 
 class BusyError(WriteError):
-    """The breaker motor was operated too recently."""
+    """A motor write would have to wait, or the motor was operated too recently; not sent."""
+
+
+class WriteNotSentError(WriteError):
+    """The write was not sent: its window ran out while it waited, or it was dropped."""
+
+
+class FrameTooLongError(WriteError):
+    """The command needs a frame with more data bytes than the MCU can receive; not sent."""

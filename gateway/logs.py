@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 from gateway.errors import GatewayError
 from gateway.modbus.pdu import UnitBackend
+from gateway.modbus.proxy import UnitProxy
 from gateway.modbus.tables import ExceptionCode, Table
 from gateway.regmap.registers import decode_value
 from gateway.regmap.specs import RegisterMap
@@ -163,36 +164,30 @@ class UnitInfo:
     link_ready: Callable[[], bool]
 
 
-class _BoundBackend:
+class _BoundBackend(UnitProxy):
     """A unit's Modbus backend whose log lines name the unit and its link, refusals alike."""
 
     def __init__(self, backend: UnitBackend, info: UnitInfo) -> None:
-        self.backend = backend
+        super().__init__(backend)
         self.info = info
-
-    @property
-    def identification(self) -> dict[int, str]:
-        return self.backend.identification
-
-    @identification.setter
-    def identification(self, value: dict[int, str]) -> None:
-        self.backend.identification = value
 
     def read(self, table: Table, address: int, count: int) -> list[int] | ExceptionCode:
         with unit_context(self.info.unit, self.info.link):
-            return self.backend.read(table, address, count)
+            return self.inner.read(table, address, count)
 
     async def write(
-        self, table: Table, address: int, values: list[int], client: str
+        self,
+        table: Table,
+        address: int,
+        values: list[int],
+        client: str,
+        arrived: float | None = None,
     ) -> ExceptionCode | None:
         with unit_context(self.info.unit, self.info.link):
-            code = await self.backend.write(table, address, values, client)
+            code = await self.inner.write(table, address, values, client, arrived)
             if code is not None:
                 log_refused_write(self.info, table, address, values, client, code)
             return code
-
-    def count_request(self, exception: ExceptionCode | None, function_code: int = 0) -> None:
-        self.backend.count_request(exception, function_code)
 
 
 def bind_unit(backend: UnitBackend, info: UnitInfo) -> UnitBackend:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import gateway.twin  # noqa: F401 - registers the sim:// link scheme
@@ -38,6 +38,7 @@ __all__ = ["GatewayService", "Unit"]
 
 _LOGGER = logging.getLogger(__name__)
 _ALL_INTERFACES = ("0.0.0.0", "::", "")
+_ANSWER_SLACK_S = 0.25  # after a window ends: the last pacing gap and sending the answer
 
 
 @dataclasses.dataclass(slots=True)
@@ -63,6 +64,7 @@ def link_config(device: DeviceConfig, register_map: RegisterMap) -> LinkConfig:
         wifi_state=tuya.wifi_state,
         query_interval_s=tuya.query_interval_s,
         confirm_timeout_s=tuya.confirm_timeout_s,
+        max_frame_data=tuya.max_frame_data,
         capture_path=device.capture,
         module_mac=parse_mac(device.module_mac) if device.module_mac else None,
         capture_max_bytes=int(device.capture_max_mb * 1024 * 1024),
@@ -109,7 +111,12 @@ class GatewayService:
         }
         self.web = None if config.http is None else _web_console(config, self.units)
         backends = {u: self._served(unit) for u, unit in self.units.items()}
-        self.modbus = ModbusService(backends, config.tcp, config.rtu)
+        self.modbus = ModbusService(
+            backends,
+            config.tcp,
+            config.rtu,
+            allow_broadcast_switch=config.policy.allow_broadcast_switch,
+        )
         if self.web is not None:
             self.web.connections = self.modbus.connections
         self._started = False
@@ -152,7 +159,7 @@ class GatewayService:
         return UnitBackend(
             register_map,
             cache,
-            link.write_dp,
+            link.writes,
             link_status(link, lifetime),
             switch_interval_s=self.config.policy.switch_interval_s,
             read_only=self.config.policy.read_only,
@@ -209,13 +216,13 @@ class GatewayService:
             )
 
     async def stop(self) -> None:
-        """Close the listeners, then the links; safe to call twice."""
+        """Answer writes in flight (at most one window), close the listeners, then the links."""
         if not self._started:
             return
         self._started = False
         if self.web is not None:
             await self.web.stop()
-        await self.modbus.stop()
+        await self.modbus.stop(_longest_window(self.units.values()) + _ANSWER_SLACK_S)
         for unit_id, unit in self.units.items():
             with logs.unit_context(unit_id, unit.device.link):
                 await unit.link.stop()
@@ -254,6 +261,16 @@ def _web_console(config: GatewayConfig, units: dict[int, Unit]) -> WebConsole:
 
     assert config.http is not None
     return WebConsole(config.http, units)
+
+
+def _longest_window(units: Iterable[Unit]) -> float:
+    """The longest confirmation window of any datapoint: how long shutdown may wait."""
+    windows = [0.0]
+    for unit in units:
+        tuya = unit.register_map.tuya
+        windows.append(tuya.confirm_timeout_s)
+        windows.extend(dp.confirm_timeout_s or 0.0 for dp in unit.register_map.datapoints.values())
+    return max(windows)
 
 
 def _log_info(unit: Unit, read_only: bool) -> logs.UnitInfo:

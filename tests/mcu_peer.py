@@ -12,7 +12,15 @@ from collections.abc import Callable
 from serial_line import PtyMaster
 from waiting import eventually
 
-from gateway.tuya.protocol import VERSION_MCU, Command, DpValue, Frame, FrameDecoder, decode_dps
+from gateway.tuya.protocol import (
+    VERSION_MCU,
+    Command,
+    DpType,
+    DpValue,
+    Frame,
+    FrameDecoder,
+    decode_dps,
+)
 
 __all__ = ["PtyPeer", "ScriptedMcu", "TcpPeer", "eventually"]
 
@@ -32,6 +40,12 @@ class ScriptedMcu:
         self.confirm_writes = True
         self.report_override: DpValue | None = None  # report this instead of the written DP
         self.ignore_writes = 0  # leave this many 0x06 frames unanswered first
+        self.report_delay_s = 0.0  # a slow MCU: report a written DP this long after its command
+        # what the MCU reports for a written DP (None: nothing); default: the DP as written
+        self.on_write: Callable[[DpValue], DpValue | None] | None = None
+        # raw DPs as alarm_set lists: merge the written records into the stored list by id
+        self.merge_records = False
+        self.reverse_records = False  # ...and report the list in reverse order
         self.dps = {dp.dpid: dp for dp in dps or ()}
         self.received: list[tuple[float, Frame]] = []
         self._first_heartbeat = True
@@ -111,8 +125,32 @@ class ScriptedMcu:
             self.ignore_writes -= 1
             return
         for dp in decode_dps(frame.data).values:
-            self.dps[dp.dpid] = dp
-            self.report(self.report_override or dp)
+            if self.merge_records and dp.dp_type is DpType.RAW:
+                dp = self._merged(dp)
+            reported = self.on_write(dp) if self.on_write is not None else dp
+            if reported is None:
+                continue
+            self.dps[dp.dpid] = reported
+            reported = self.report_override or reported
+            if self.report_delay_s > 0:
+                loop = asyncio.get_running_loop()
+                loop.call_later(self.report_delay_s, self.report, reported)
+            else:
+                self.report(reported)
+
+    def _merged(self, dp: DpValue) -> DpValue:
+        stored = self.dps.get(dp.dpid)
+        old = _records(stored.payload if stored is not None else b"")
+        new = dict((record[0], record) for record in _records(dp.payload))
+        records = [new.pop(record[0], record) for record in old] + list(new.values())
+        if self.reverse_records:
+            records.reverse()
+        return DpValue.of_raw(dp.dpid, b"".join(records))
+
+
+def _records(payload: bytes) -> list[bytes]:
+    """The 4-byte ``[id, enabled, u16 value]`` records of an alarm_set list."""
+    return [payload[i : i + 4] for i in range(0, len(payload) - len(payload) % 4, 4)]
 
 
 class PtyPeer:

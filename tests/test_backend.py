@@ -1,4 +1,5 @@
-"""UnitBackend against a real DatapointCache and an MCU-like write_dp written here."""
+"""UnitBackend against a real DatapointCache; writes through the real link and write gate to
+an MCU double (tests/mcu_peer.McuPeer) over a real TCP socket."""
 
 from __future__ import annotations
 
@@ -7,16 +8,20 @@ import dataclasses
 import logging
 import math
 import struct
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from conftest import fast_config
+from mcu_peer import McuPeer, TcpPeer, eventually
 
-from gateway.errors import LinkNotReadyError
 from gateway.modbus.tables import ExceptionCode, Table
 from gateway.regmap.load import load_map
 from gateway.regmap.specs import RegisterMap
-from gateway.tuya.protocol import DpType, DpValue, FrameDecoder, decode_dps
+from gateway.tuya.link import LinkConfig, McuLink
+from gateway.tuya.protocol import Command, DpType, DpValue, FrameDecoder, decode_dps
+from gateway.tuya.writes import WriteGate
 from gateway.unit.backend import StatusValues, UnitBackend
 from gateway.unit.cache import DatapointCache
 from gateway.unit.dp_codecs import AlarmRecord, decode_records
@@ -45,59 +50,6 @@ class Clock:
         return self.now
 
 
-class BenchMcu:
-    """Answers writes like the breaker's MCU: a 0x07 report ``delay`` s later, or not."""
-
-    def __init__(self, cache: DatapointCache) -> None:
-        self.cache = cache
-        self.mode = "confirm"  # confirm | silent | differ | not_ready
-        self.delay = 0.001
-        self.sent: list[tuple[DpValue, float]] = []
-        self.window_ends: list[float] = []  # loop time each command's window ends
-        self.stored: dict[int, DpValue] = {}
-        self.commanded = asyncio.Event()  # set on every command
-
-    async def write_dp(self, dp: DpValue, timeout: float) -> DpValue:  # noqa: ASYNC109 - the link's signature
-        if self.mode == "not_ready":
-            raise LinkNotReadyError("link is DOWN: nothing sent")
-        loop = asyncio.get_running_loop()
-        self.sent.append((dp, timeout))
-        self.window_ends.append(loop.time() + timeout)
-        self.commanded.set()
-        if self.mode != "silent":
-            loop.call_later(self.delay, self._report, dp)
-        return await self.cache.wait_for_report(dp.dpid, timeout)
-
-    def _report(self, dp: DpValue) -> None:
-        if dp.dp_type is DpType.RAW:
-            dp = self._merge_records(dp)
-        if self.mode == "differ":
-            dp = _other_value(dp)
-        self.stored[dp.dpid] = dp
-        self.cache.update(dp)
-
-    def _merge_records(self, dp: DpValue) -> DpValue:
-        entry = self.cache.snapshot().get(dp.dpid)
-        current = decode_records(entry.raw if entry else b"")[0]
-        written = {r.rid: r for r in decode_records(dp.payload)[0]}
-        merged = [written.pop(r.rid, r) for r in current] + list(written.values())
-        return DpValue.of_raw(dp.dpid, b"".join(r.encode() for r in merged))
-
-
-def _other_value(dp: DpValue) -> DpValue:
-    if dp.dp_type is DpType.BOOL:
-        return DpValue.of_bool(dp.dpid, not dp.value)
-    if dp.dp_type is DpType.RAW:
-        records = decode_records(dp.payload)[0]
-        bumped = [AlarmRecord(r.rid, r.enabled, r.value + 1) for r in records]
-        return DpValue.of_raw(dp.dpid, b"".join(r.encode() for r in bumped))
-    return DpValue(
-        dp.dpid,
-        dp.dp_type,
-        (int.from_bytes(dp.payload, "big") + 1).to_bytes(len(dp.payload), "big"),
-    )
-
-
 def _feed(cache: DatapointCache, *frames: str) -> None:
     decoder = FrameDecoder()
     decoder.feed(bytes.fromhex("".join(frames)))
@@ -123,27 +75,22 @@ def cache(clock: Clock) -> DatapointCache:
     return cache
 
 
-@pytest.fixture
-def mcu(cache: DatapointCache) -> BenchMcu:
-    return BenchMcu(cache)
+STATUS: StatusValues = {
+    "frames_received": 70000,
+    "product_key": "lih4vjeoyao4jeku",
+    "mcu_reboots": 2,
+}
+
+
+def idle_gate() -> WriteGate:
+    """The write gate of a link that never started: every write is refused, nothing sent."""
+    return McuLink(LinkConfig("socket://127.0.0.1:9")).writes
 
 
 @pytest.fixture
-def backend(cache: DatapointCache, mcu: BenchMcu, clock: Clock) -> UnitBackend:
-    status: StatusValues = {
-        "frames_received": 70000,
-        "product_key": "lih4vjeoyao4jeku",
-        "mcu_reboots": 2,
-    }
-    return UnitBackend(
-        DEFAULT_MAP,
-        cache,
-        mcu.write_dp,
-        lambda: status,
-        unit_id=1,
-        clock=clock,
-        confirm_timeout_s=0.2,
-    )
+def backend(cache: DatapointCache) -> UnitBackend:
+    """A unit for reads: its link never starts."""
+    return UnitBackend(DEFAULT_MAP, cache, idle_gate(), lambda: STATUS, unit_id=1)
 
 
 def _float32(words: list[int] | ExceptionCode) -> float:
@@ -219,8 +166,8 @@ def test_max_age(backend: UnitBackend, clock: Clock) -> None:
 
 
 @pytest.fixture
-def derived(cache: DatapointCache, mcu: BenchMcu, clock: Clock) -> UnitBackend:
-    return UnitBackend(DERIVED_MAP, cache, mcu.write_dp, clock=clock)
+def derived(cache: DatapointCache) -> UnitBackend:
+    return UnitBackend(DERIVED_MAP, cache, idle_gate())
 
 
 def test_stale_policies(derived: UnitBackend, cache: DatapointCache) -> None:
@@ -266,80 +213,169 @@ def test_saturation_is_counted_never_wrapped(derived: UnitBackend, cache: Datapo
     assert derived.stats.register_saturations == 2
 
 
-async def timed_write(
-    backend: UnitBackend, table: Table, address: int, values: list[int]
-) -> tuple[float, ExceptionCode | None, float]:
-    """Loop time before the request, its answer, and loop time after it."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    code = await backend.write(table, address, values, "c")
-    return start, code, loop.time()
+def test_identification(backend: UnitBackend) -> None:
+    assert backend.identification[0] == "tuya-modbus-gateway"
+    assert backend.identification[1] == "AT-Q-SMR1-20"
+    assert backend.identification[5] == "AT-Q-SMR1-20 / ZMB9-W-1P"
 
 
-def assert_window(mcu: BenchMcu, index: int, window_s: float, start: float, end: float) -> None:
-    """Command ``index`` was given the window of a request that came between start and end."""
-    assert start + window_s - 1e-9 <= mcu.window_ends[index] <= end + window_s + 1e-9
-    assert mcu.sent[index][1] <= window_s
+# -- writes: the real link and gate, an MCU double behind a real socket ------------------------
+BUSY = ExceptionCode.SERVER_DEVICE_BUSY
+FAILURE = ExceptionCode.SERVER_DEVICE_FAILURE
+DEFAULT_TEXT = (ROOT / "register_map.yaml").read_text(encoding="utf-8")
+# The switch's own window shortened, so a test that waits it out stays short.
+FAST_SWITCH_MAP_TEXT = DEFAULT_TEXT.replace(
+    "    confirm_timeout_s: 5.0      # the motor", "    confirm_timeout_s: 0.4      # the motor"
+)
+SIX_RECORDS = bytes.fromhex("0101003F 030100FA 040100AA 05000010 06000020 07000030")
+
+
+def map_from(tmp_path: Path, text: str) -> RegisterMap:
+    path = tmp_path / "map.yaml"
+    path.write_text(text, encoding="utf-8")
+    return load_map(path)
+
+
+@dataclasses.dataclass
+class Mcu:
+    """The MCU double and the started link to it."""
+
+    peer: McuPeer
+    link: McuLink
+
+    def commands(self) -> list[DpValue]:
+        frames = self.peer.frames(Command.DP_COMMAND)
+        return [dp for frame in frames for dp in decode_dps(frame.data).values]
+
+    async def wait_commands(self, count: int) -> None:
+        await eventually(lambda: len(self.commands()) >= count)
+
+
+@pytest.fixture
+async def mcu(
+    cache: DatapointCache, make_link: Callable[[LinkConfig], McuLink]
+) -> AsyncIterator[Mcu]:
+    """An MCU double holding the vectors' record lists, behind a real TCP socket."""
+    peer = McuPeer()
+    tcp = await TcpPeer(peer).open()
+    link = make_link(fast_config(tcp.url))
+    await link.start()
+    await link.wait_ready(10.0)
+    for dpid in (17, 18):
+        entry = cache.snapshot().get(dpid)
+        assert entry is not None
+        peer.dps[dpid] = DpValue.of_raw(dpid, entry.raw)
+    link.add_report_listener(cache.update)
+    peer.merge_records = True  # like the breaker's MCU
+    yield Mcu(peer, link)
+    await link.stop()
+    await tcp.close()
+
+
+def unit(
+    mcu: Mcu, cache: DatapointCache, regmap: RegisterMap = DEFAULT_MAP, **options: Any
+) -> UnitBackend:
+    options.setdefault("confirm_timeout_s", 0.2)
+    return UnitBackend(regmap, cache, mcu.link.writes, lambda: STATUS, unit_id=1, **options)
+
+
+@pytest.fixture
+def writer(mcu: Mcu, cache: DatapointCache) -> UnitBackend:
+    return unit(mcu, cache)
+
+
+def other_value(dp: DpValue) -> DpValue:
+    if dp.dp_type is DpType.BOOL:
+        return DpValue.of_bool(dp.dpid, not dp.value)
+    if dp.dp_type is DpType.RAW:
+        records = decode_records(dp.payload)[0]
+        bumped = [AlarmRecord(r.rid, r.enabled, r.value + 1) for r in records]
+        return DpValue.of_raw(dp.dpid, b"".join(r.encode() for r in bumped))
+    return DpValue(
+        dp.dpid,
+        dp.dp_type,
+        (int.from_bytes(dp.payload, "big") + 1).to_bytes(len(dp.payload), "big"),
+    )
 
 
 async def test_switch_write_confirmed_and_logged(
-    backend: UnitBackend, mcu: BenchMcu, caplog: pytest.LogCaptureFixture
+    writer: UnitBackend, mcu: Mcu, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="gateway.unit.backend")
-    start = asyncio.get_running_loop().time()
-    assert await backend.write(Table.COIL, 0, [0], "10.0.0.7:5123") is None
-    assert [dp for dp, _ in mcu.sent] == [DpValue.of_bool(16, False)]
-    assert_window(mcu, 0, 5.0, start, asyncio.get_running_loop().time())  # the DP's own window
-    assert backend.read(Table.COIL, 0, 1) == [0]
+    caplog.set_level(logging.INFO, logger="gateway.unit.writer")
+    assert await writer.write(Table.COIL, 0, [0], "10.0.0.7:5123") is None
+    assert mcu.commands() == [DpValue.of_bool(16, False)]
+    assert writer.read(Table.COIL, 0, 1) == [0]
     assert "write by 10.0.0.7:5123, unit 1, point switch: 1 -> 0" in caplog.text
-    assert backend.stats.writes_confirmed == 1
+    assert writer.stats.writes_confirmed == 1
 
 
-async def test_switch_interval(backend: UnitBackend, mcu: BenchMcu, clock: Clock) -> None:
+async def test_switch_interval(mcu: Mcu, cache: DatapointCache) -> None:
+    backend = unit(mcu, cache, switch_interval_s=60.0)
     assert await backend.write(Table.COIL, 0, [0], "c") is None
-    clock.now += 1.9
-    assert await backend.write(Table.COIL, 0, [1], "c") == ExceptionCode.SERVER_DEVICE_BUSY
-    assert len(mcu.sent) == 1
+    assert await backend.write(Table.COIL, 0, [1], "c") == BUSY
     assert await backend.write(Table.COIL, 1, [1], "c") is None  # prepayment is no motor
-    clock.now += 0.2
-    assert await backend.write(Table.COIL, 0, [1], "c") is None
-    assert [dp for dp, _ in mcu.sent] == [
+    # the interval is the gateway's policy; the gate knows when the motor last moved
+    assert await unit(mcu, cache, switch_interval_s=0.0).write(Table.COIL, 0, [1], "c") is None
+    assert mcu.commands() == [
         DpValue.of_bool(16, False),
         DpValue.of_bool(11, True),
         DpValue.of_bool(16, True),
     ]
 
 
-async def test_concurrent_switch_writes(backend: UnitBackend, mcu: BenchMcu) -> None:
+async def test_concurrent_switch_writes(writer: UnitBackend, mcu: Mcu) -> None:
     results = await asyncio.gather(
-        backend.write(Table.COIL, 0, [0], "a"), backend.write(Table.COIL, 0, [1], "b")
+        writer.write(Table.COIL, 0, [0], "a"), writer.write(Table.COIL, 0, [1], "b")
     )
-    assert sorted(results, key=str) == sorted([None, ExceptionCode.SERVER_DEVICE_BUSY], key=str)
-    assert len(mcu.sent) == 1
+    assert sorted(results, key=str) == sorted([None, BUSY], key=str)
+    assert len(mcu.commands()) == 1
 
 
-async def test_link_not_ready(backend: UnitBackend, mcu: BenchMcu, clock: Clock) -> None:
-    mcu.mode = "not_ready"
-    assert await backend.write(Table.COIL, 0, [0], "c") == NO_RESPONSE
-    assert mcu.sent == []
-    mcu.mode = "confirm"
+async def test_link_not_ready(writer: UnitBackend, mcu: Mcu) -> None:
+    await mcu.link.stop()
+    assert await writer.write(Table.COIL, 0, [0], "c") == NO_RESPONSE
+    assert mcu.commands() == []
+    await mcu.link.start()
+    await mcu.link.wait_ready(10.0)
     # nothing moved, so the next switch operation is not held back as busy
-    assert await backend.write(Table.COIL, 0, [0], "c") is None
+    assert await writer.write(Table.COIL, 0, [0], "c") is None
 
 
-async def test_no_confirmation(backend: UnitBackend, mcu: BenchMcu) -> None:
-    mcu.mode = "silent"
-    start, code, end = await timed_write(backend, HR, 0, [40])
-    assert code == NO_RESPONSE
-    assert len(mcu.sent) == 1
-    assert_window(mcu, 0, 0.2, start, end)
-    assert backend.stats.writes_failed == 1
+async def test_no_confirmation(writer: UnitBackend, mcu: Mcu) -> None:
+    mcu.peer.confirm_writes = False
+    assert await writer.write(HR, 0, [40], "c") == NO_RESPONSE
+    assert [dp.dpid for dp in mcu.commands()] == [18, 18]  # sent, and once more halfway
+    assert writer.stats.writes_failed == 1
 
 
-async def test_mcu_reports_another_value(backend: UnitBackend, mcu: BenchMcu) -> None:
-    mcu.mode = "differ"
-    assert await backend.write(Table.COIL, 1, [1], "c") == ExceptionCode.SERVER_DEVICE_FAILURE
-    assert await backend.write(HR, 0, [40], "c") == ExceptionCode.SERVER_DEVICE_FAILURE
+async def test_an_unconfirmed_motor_write_is_never_resent(
+    mcu: Mcu, cache: DatapointCache, tmp_path: Path
+) -> None:
+    backend = unit(mcu, cache, map_from(tmp_path, FAST_SWITCH_MAP_TEXT))
+    mcu.peer.confirm_writes = False
+    queries = len(mcu.peer.frames(Command.DP_QUERY))
+    assert await backend.write(Table.COIL, 0, [0], "c") == NO_RESPONSE
+    assert mcu.commands() == [DpValue.of_bool(16, False)]
+    await eventually(lambda: len(mcu.peer.frames(Command.DP_QUERY)) == queries + 1)  # re-read
+    mcu.peer.report(DpValue.of_bool(16, False))  # the motor moved after all
+    await eventually(lambda: mcu.link.stats.late_confirmations == 1)
+
+
+async def test_a_motor_write_answered_with_the_old_state_is_of_unknown_outcome(
+    mcu: Mcu, cache: DatapointCache, tmp_path: Path
+) -> None:
+    backend = unit(mcu, cache, map_from(tmp_path, FAST_SWITCH_MAP_TEXT))
+    mcu.peer.on_write = other_value  # the MCU reports the old state: the motor may be moving
+    queries = len(mcu.peer.frames(Command.DP_QUERY))
+    assert await backend.write(Table.COIL, 0, [0], "c") == NO_RESPONSE  # not 0x04
+    assert mcu.commands() == [DpValue.of_bool(16, False)]
+    await eventually(lambda: len(mcu.peer.frames(Command.DP_QUERY)) == queries + 1)
+
+
+async def test_mcu_reports_another_value(writer: UnitBackend, mcu: Mcu) -> None:
+    mcu.peer.on_write = other_value
+    assert await writer.write(Table.COIL, 1, [1], "c") == FAILURE
+    assert await writer.write(HR, 0, [40], "c") == FAILURE
 
 
 @pytest.mark.parametrize(
@@ -358,59 +394,74 @@ async def test_mcu_reports_another_value(backend: UnitBackend, mcu: BenchMcu) ->
     ],
 )
 async def test_write_refusals_send_nothing(
-    backend: UnitBackend,
-    mcu: BenchMcu,
+    writer: UnitBackend,
+    mcu: Mcu,
     table: Table,
     address: int,
     values: list[int],
     code: ExceptionCode,
 ) -> None:
-    assert await backend.write(table, address, values, "c") == code
-    assert mcu.sent == []
+    assert await writer.write(table, address, values, "c") == code
+    assert mcu.commands() == []
 
 
-async def test_read_only_gateway(cache: DatapointCache, mcu: BenchMcu) -> None:
-    backend = UnitBackend(DEFAULT_MAP, cache, mcu.write_dp, read_only=True)
+async def test_read_only_gateway(mcu: Mcu, cache: DatapointCache) -> None:
+    backend = unit(mcu, cache, read_only=True)
     assert await backend.write(Table.COIL, 0, [0], "c") == ExceptionCode.ILLEGAL_FUNCTION
-    assert mcu.sent == []
+    assert mcu.commands() == []
     assert backend.read(Table.COIL, 0, 1) == [1]
 
 
 async def test_threshold_read_modify_write_keeps_other_records(
-    backend: UnitBackend, mcu: BenchMcu, cache: DatapointCache
+    writer: UnitBackend, mcu: Mcu, cache: DatapointCache
 ) -> None:
-    cache.update(DpValue.of_raw(18, bytes.fromhex("0101003F 030100FA 040100AA 09000123")))
-    assert backend.read(HR, 0, 8) == [63, 250, 170, 30, 1, 1, 1, 0]
-    assert await backend.write(HR, 1, [260], "c") is None
-    ((sent, _),) = mcu.sent
-    assert sent == DpValue.of_raw(18, bytes.fromhex("0101003F 03010104 040100AA 09000123"))
+    records = DpValue.of_raw(18, bytes.fromhex("0101003F 030100FA 040100AA 09000123"))
+    cache.update(records)
+    mcu.peer.dps[18] = records
+    assert writer.read(HR, 0, 8) == [63, 250, 170, 30, 1, 1, 1, 0]
+    assert await writer.write(HR, 1, [260], "c") is None
+    assert mcu.commands() == [
+        DpValue.of_raw(18, bytes.fromhex("0101003F 03010104 040100AA 09000123"))
+    ]
+    assert writer.read(HR, 0, 3) == [63, 260, 170]
+    assert await writer.write(HR, 7, [1], "c") is None  # leakage alarm on
+    assert mcu.commands()[-1] == DpValue.of_raw(17, bytes.fromhex("0401001E"))
+    assert writer.read(HR, 7, 1) == [1]
+
+
+async def test_records_reported_in_another_order_confirm_at_once(
+    mcu: Mcu, cache: DatapointCache
+) -> None:
+    """Issue 11: same records, other order: confirmed without a resend or waiting it out."""
+    backend = unit(mcu, cache, confirm_timeout_s=60.0)
+    mcu.peer.reverse_records = True
+    async with asyncio.timeout(10.0):  # a hang detector: waiting out the window takes 60 s
+        assert await backend.write(HR, 1, [260], "c") is None
+    assert len(mcu.commands()) == 1
     assert backend.read(HR, 0, 3) == [63, 260, 170]
-    assert await backend.write(HR, 7, [1], "c") is None  # leakage alarm on
-    assert mcu.sent[-1][0] == DpValue.of_raw(17, bytes.fromhex("0401001E"))
-    assert backend.read(HR, 7, 1) == [1]
 
 
-async def test_block_write_over_two_datapoints(backend: UnitBackend, mcu: BenchMcu) -> None:
-    assert await backend.write(HR, 0, [50, 260, 180, 40], "c") is None
-    assert [dp.dpid for dp, _ in mcu.sent] == [18, 17]  # one command per DP
-    assert mcu.sent[0][0].payload == bytes.fromhex("01010032 03010104 040100B4")
-    assert mcu.sent[1][0].payload == bytes.fromhex("04000028")
-    assert backend.read(HR, 0, 8) == [50, 260, 180, 40, 1, 1, 1, 0]
-    assert await backend.write(HR, 4, [0, 1], "c") is None  # value and flag of one list
-    assert mcu.sent[-1][0].payload == bytes.fromhex("01000032 03010104 040100B4")
+async def test_block_write_over_two_datapoints(writer: UnitBackend, mcu: Mcu) -> None:
+    assert await writer.write(HR, 0, [50, 260, 180, 40], "c") is None
+    sent = mcu.commands()
+    assert [dp.dpid for dp in sent] == [18, 17]  # one command per DP
+    assert sent[0].payload == bytes.fromhex("01010032 03010104 040100B4")
+    assert sent[1].payload == bytes.fromhex("04000028")
+    assert writer.read(HR, 0, 8) == [50, 260, 180, 40, 1, 1, 1, 0]
+    assert await writer.write(HR, 4, [0, 1], "c") is None  # value and flag of one list
+    assert mcu.commands()[-1].payload == bytes.fromhex("01000032 03010104 040100B4")
 
 
-async def test_record_write_needs_a_cached_list(mcu: BenchMcu, clock: Clock) -> None:
+async def test_record_write_needs_a_cached_list(mcu: Mcu, clock: Clock) -> None:
     cache = DatapointCache(clock)
     cache.set_link_state("READY")
-    backend = UnitBackend(DEFAULT_MAP, cache, BenchMcu(cache).write_dp, clock=clock)
-    assert await backend.write(HR, 0, [40], "c") == NO_RESPONSE
+    assert await unit(mcu, cache).write(HR, 0, [40], "c") == NO_RESPONSE
+    assert mcu.commands() == []
 
 
-async def test_value_enum_and_float_writes(derived: UnitBackend, mcu: BenchMcu) -> None:
-    start, code, end = await timed_write(derived, HR, 0, [63])
-    assert code is None
-    assert_window(mcu, 0, 0.5, start, end)  # the map's tuya.confirm_timeout_s
+async def test_value_enum_and_float_writes(mcu: Mcu, cache: DatapointCache) -> None:
+    derived = unit(mcu, cache, DERIVED_MAP, confirm_timeout_s=None)
+    assert await derived.write(HR, 0, [63], "c") is None
     assert await derived.write(HR, 1, [0xFFFB], "c") is None  # int16 -5 ×10: -0.5 °C
     assert await derived.write(HR, 1, [3], "c") == ExceptionCode.ILLEGAL_DATA_VALUE  # off step
     assert await derived.write(HR, 1, [1001], "c") == ExceptionCode.ILLEGAL_DATA_VALUE
@@ -423,7 +474,7 @@ async def test_value_enum_and_float_writes(derived: UnitBackend, mcu: BenchMcu) 
     assert await derived.write(HR, 6, [12, 0], "c") is None  # CDAB: low word first
     assert await derived.write(HR, 6, [0, 12], "c") == ExceptionCode.ILLEGAL_DATA_VALUE
     assert await derived.write(HR, 7, [0], "c") == ExceptionCode.ILLEGAL_DATA_VALUE  # half
-    assert [dp for dp, _ in mcu.sent] == [
+    assert mcu.commands() == [
         DpValue.of_value(114, 63),
         DpValue.of_value(118, -5),
         DpValue.of_value(118, 25),
@@ -432,94 +483,90 @@ async def test_value_enum_and_float_writes(derived: UnitBackend, mcu: BenchMcu) 
     ]
 
 
-def test_identification(backend: UnitBackend) -> None:
-    assert backend.identification[0] == "tuya-modbus-gateway"
-    assert backend.identification[1] == "AT-Q-SMR1-20"
-    assert backend.identification[5] == "AT-Q-SMR1-20 / ZMB9-W-1P"
-
-
-async def _commands(mcu: BenchMcu, count: int) -> None:
-    """Wait until the MCU has been sent ``count`` commands."""
-    async with asyncio.timeout(5.0):
-        while len(mcu.sent) < count:
-            mcu.commanded.clear()
-            await mcu.commanded.wait()
-
-
-BUSY = ExceptionCode.SERVER_DEVICE_BUSY
-
-
 async def test_writes_queued_behind_a_silent_one_are_never_sent_late(
-    cache: DatapointCache, mcu: BenchMcu, clock: Clock
+    mcu: Mcu, cache: DatapointCache
 ) -> None:
-    backend = UnitBackend(DEFAULT_MAP, cache, mcu.write_dp, clock=clock, confirm_timeout_s=0.6)
-    mcu.mode = "silent"
-    first = asyncio.create_task(timed_write(backend, HR, 0, [40]))  # dp18
-    await _commands(mcu, 1)
-    # both queue behind the first, which holds the writer for its whole window
-    queued = await asyncio.gather(
-        timed_write(backend, HR, 3, [40]), timed_write(backend, HR, 1, [260])
-    )
-    start, code, end = await first
-    assert [code, *(c for _, c, _ in queued)] == [NO_RESPONSE] * 3
-    assert [dp.dpid for dp, _ in mcu.sent] == [18]  # only the first reached the MCU
-    assert_window(mcu, 0, 0.6, start, end)
+    backend = unit(mcu, cache, confirm_timeout_s=0.6)
+    mcu.peer.confirm_writes = False
+    first = asyncio.create_task(backend.write(HR, 0, [40], "c"))  # dp18
+    await mcu.wait_commands(1)
+    # both queue behind the first, which holds the gate for its whole window
+    queued = await asyncio.gather(backend.write(HR, 3, [40], "c"), backend.write(HR, 1, [260], "c"))
+    assert [await first, *queued] == [NO_RESPONSE] * 3
+    assert [dp.dpid for dp in mcu.commands()] == [18, 18]  # the first and its resend only
     assert backend.stats.writes_failed == 3
-    assert backend._in_flight == {}
 
 
-async def test_a_queued_write_gets_only_what_is_left_of_its_window(
-    cache: DatapointCache, mcu: BenchMcu, clock: Clock
+async def test_a_write_window_starts_when_its_request_arrived(
+    mcu: Mcu, cache: DatapointCache
 ) -> None:
-    backend = UnitBackend(DEFAULT_MAP, cache, mcu.write_dp, clock=clock, confirm_timeout_s=0.6)
-    mcu.delay = 0.1  # a slow MCU: each report comes 0.1 s after its command
-    first = asyncio.create_task(timed_write(backend, HR, 0, [40]))
-    await _commands(mcu, 1)
-    start, code, end = await timed_write(backend, HR, 3, [40])  # dp17, queued behind dp18
-    assert (await first)[1] is None
-    assert code is None
-    assert [dp.dpid for dp, _ in mcu.sent] == [18, 17]
-    assert_window(mcu, 1, 0.6, start, end)  # its window ends 0.6 s after its request...
-    assert mcu.sent[1][1] < 0.6  # ...so the time spent queued is not given back
+    backend = unit(mcu, cache, confirm_timeout_s=0.6)
+    now = asyncio.get_running_loop().time()
+    # arrived 0.4 s ago: less than half of its 0.6 s window is left, so it is never sent
+    assert await backend.write(HR, 3, [40], "c", arrived=now - 0.4) == NO_RESPONSE
+    assert mcu.commands() == []
+    assert await backend.write(HR, 3, [40], "c", arrived=now) is None
+    assert [dp.dpid for dp in mcu.commands()] == [17]
 
 
 async def test_block_write_stops_when_too_little_window_is_left(
-    cache: DatapointCache, mcu: BenchMcu, clock: Clock
+    mcu: Mcu, cache: DatapointCache
 ) -> None:
-    backend = UnitBackend(DEFAULT_MAP, cache, mcu.write_dp, clock=clock, confirm_timeout_s=0.6)
-    mcu.delay = 0.4  # dp18 confirmed 0.4 s in: dp17 would have under half its window
+    backend = unit(mcu, cache, confirm_timeout_s=0.6)
+    mcu.peer.report_delay_s = 0.4  # dp18 confirmed 0.4 s in: dp17 would have under half
     assert await backend.write(HR, 0, [50, 260, 180, 40], "c") == NO_RESPONSE
-    assert [dp.dpid for dp, _ in mcu.sent] == [18]
+    assert {dp.dpid for dp in mcu.commands()} == {18}  # (and its halfway resend): no dp17
     assert (backend.stats.writes_confirmed, backend.stats.writes_failed) == (1, 1)
 
 
 async def test_switch_write_while_one_is_in_flight_is_busy_at_once(
-    backend: UnitBackend, mcu: BenchMcu, cache: DatapointCache, clock: Clock
+    mcu: Mcu, cache: DatapointCache
 ) -> None:
-    mcu.mode = "silent"
+    backend = unit(mcu, cache, switch_interval_s=0.0)
+    mcu.peer.confirm_writes = False
     first = asyncio.create_task(backend.write(Table.COIL, 0, [0], "a"))
-    await _commands(mcu, 1)
-    clock.now += 3.0  # past the switch interval: only the write in flight holds this back
+    await mcu.wait_commands(1)
     assert await backend.write(Table.COIL, 0, [1], "b") == BUSY
     assert not first.done()  # answered at once, not queued behind the first
-    cache.update(DpValue.of_bool(16, False))  # the MCU confirms the first
+    mcu.peer.report(DpValue.of_bool(16, False))  # the MCU confirms the first
     assert await first is None
-    assert [dp for dp, _ in mcu.sent] == [DpValue.of_bool(16, False)]
-    assert backend._in_flight == {}
+    assert mcu.commands() == [DpValue.of_bool(16, False)]
 
 
-async def test_switch_write_queued_behind_a_threshold_write(
-    backend: UnitBackend, mcu: BenchMcu
+async def test_switch_write_never_waits_behind_a_threshold_write(
+    writer: UnitBackend, mcu: Mcu
 ) -> None:
-    mcu.delay = 0.05
-    first = asyncio.create_task(timed_write(backend, HR, 0, [40]))
-    await _commands(mcu, 1)
-    start, code, end = await timed_write(backend, Table.COIL, 0, [0])
-    assert (await first)[1] is None
-    assert code is None
-    assert [dp.dpid for dp, _ in mcu.sent] == [18, 16]
-    assert_window(mcu, 1, 5.0, start, end)
-    assert mcu.sent[1][1] < 5.0
+    mcu.peer.report_delay_s = 0.1
+    first = asyncio.create_task(writer.write(HR, 0, [40], "a"))
+    await mcu.wait_commands(1)
+    assert await writer.write(Table.COIL, 0, [0], "b") == BUSY  # issue 12.1: never queued
+    assert await first is None
+    assert [dp.dpid for dp in mcu.commands()] == [18]
+
+
+async def test_a_frame_over_the_mcu_limit_is_refused_at_once(
+    writer: UnitBackend, mcu: Mcu, cache: DatapointCache, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache.update(DpValue.of_raw(18, SIX_RECORDS))  # 4 + 24 = 28 data bytes: wedges the SDK
+    assert await writer.write(HR, 1, [260], "c") == FAILURE
+    assert mcu.commands() == []
+    assert "needs 28 data bytes in one frame, the MCU receives at most 24" in caplog.text
+
+
+async def test_changed_records_only(mcu: Mcu, cache: DatapointCache, tmp_path: Path) -> None:
+    text = DEFAULT_TEXT.replace(
+        "  alarm_set_2:\n    id: 18\n",
+        "  alarm_set_2:\n    id: 18\n    write_only_changed_records: true\n",
+    )
+    backend = unit(mcu, cache, map_from(tmp_path, text))
+    six = DpValue.of_raw(18, SIX_RECORDS)
+    cache.update(six)
+    mcu.peer.dps[18] = six
+    assert await backend.write(HR, 1, [260], "c") is None
+    assert mcu.commands() == [DpValue.of_raw(18, bytes.fromhex("03010104"))]
+    assert backend.read(HR, 0, 3) == [63, 260, 170]
+    assert await backend.write(HR, 0, [50, 261], "c") is None
+    assert mcu.commands()[-1] == DpValue.of_raw(18, bytes.fromhex("01010032 03010105"))
 
 
 def _every_read(backend: UnitBackend) -> list[object]:
@@ -542,9 +589,9 @@ PROFILE_MAPS = sorted((ROOT / "gateway" / "maps").glob("*.yaml"))
     ids=["default", "derived", *(path.stem for path in PROFILE_MAPS)],
 )
 def test_memoised_reads_equal_fresh_ones(
-    regmap: RegisterMap, cache: DatapointCache, mcu: BenchMcu, clock: Clock
+    regmap: RegisterMap, cache: DatapointCache, clock: Clock
 ) -> None:
-    backend = UnitBackend(regmap, cache, mcu.write_dp, clock=clock)
+    backend = UnitBackend(regmap, cache, idle_gate())
     steps: list[Callable[[], object]] = [
         lambda: None,
         lambda: cache.update(DpValue.of_raw(6, bytes.fromhex("0917 000100 000200"))),
@@ -558,7 +605,7 @@ def test_memoised_reads_equal_fresh_ones(
     for step in steps:
         step()
         _every_read(backend)  # fills the memo
-        fresh = UnitBackend(regmap, cache, mcu.write_dp, clock=clock)
+        fresh = UnitBackend(regmap, cache, idle_gate())
         fresh.stats = dataclasses.replace(backend.stats)
         assert _every_read(backend) == _every_read(fresh)
         assert backend.stats == fresh.stats  # saturations counted on every read, memo or not

@@ -18,6 +18,7 @@ from gateway.errors import (
     LinkNotReadyError,
     LowPowerProtocolError,
     McuTimeoutError,
+    WriteMismatchError,
 )
 from gateway.tuya.capture import read_capture
 from gateway.tuya.link import LinkConfig, LinkState, McuLink
@@ -247,12 +248,14 @@ async def test_write_timeout_is_never_resent(make_link: MakeLink, peer_end: Peer
     assert all(t <= failed_at for t, _ in writes)
 
 
-async def test_write_with_another_value_reported_returns_it(
+async def test_write_with_another_value_reported_is_a_mismatch(
     make_link: MakeLink, peer_end: PeerEnd
 ) -> None:
     peer_end.peer.report_override = DpValue.of_bool(16, False)
     link = await ready_link(make_link, peer_end)
-    assert await link.write_dp(DpValue.of_bool(16, True), timeout=0.4) == DpValue.of_bool(16, False)
+    with pytest.raises(WriteMismatchError, match="reported dp16 bool=False") as caught:
+        await link.write_dp(DpValue.of_bool(16, True), timeout=0.4)
+    assert caught.value.reported == DpValue.of_bool(16, False)
 
 
 async def test_write_refused_when_not_ready(make_link: MakeLink, peer_end: PeerEnd) -> None:

@@ -56,6 +56,8 @@ class MemoryBackend:
         self.writes: list[tuple[Table, int, list[int], str]] = []
         self.write_started = asyncio.Event()
         self.counts: Counter[ExceptionCode | None] = Counter()
+        self.motor_coils: set[int] = set()  # coils whose write would move a breaker motor
+        self.broadcasts_refused = 0
 
     def read(self, table: Table, address: int, count: int) -> list[int] | ExceptionCode:
         if self.read_exception is not None:
@@ -66,7 +68,12 @@ class MemoryBackend:
         return data[address : address + count]
 
     async def write(
-        self, table: Table, address: int, values: list[int], client: str
+        self,
+        table: Table,
+        address: int,
+        values: list[int],
+        client: str,
+        arrived: float | None = None,
     ) -> ExceptionCode | None:
         self.write_started.set()
         if self.write_gate is not None:
@@ -82,6 +89,12 @@ class MemoryBackend:
 
     def count_request(self, exception: ExceptionCode | None, function_code: int = 0) -> None:
         self.counts[exception] += 1
+
+    def moves_motor(self, table: Table, address: int, count: int) -> bool:
+        return table is Table.COIL and address in self.motor_coils
+
+    def count_broadcast_refused(self) -> None:
+        self.broadcasts_refused += 1
 
 
 def _is_backend(backend: UnitBackend) -> UnitBackend:

@@ -8,8 +8,6 @@ from pathlib import Path
 
 from bench_modules import load_bench
 
-from gateway.twin import running_twin
-
 SOAK_S = 12.0
 
 
@@ -17,8 +15,9 @@ bench = load_bench("bench_soak")
 
 
 async def test_short_soak_keeps_every_invariant() -> None:
-    # Two switch writers, so switch writes also overlap and queue behind each other.
-    report = await bench.soak(SOAK_S, seed=3, spell_s=0.6, writers=2)
+    # Two switch writers and two pipelining clients, so switch writes overlap, and a bridge
+    # that stalls among the faults.
+    report = await bench.soak(SOAK_S, seed=3, spell_s=0.6, writers=2, pipeliners=2)
     assert report.problems == []
     assert report.phases >= 4  # faults were injected
     assert report.reads_stale > 0  # stale spells happened and were judged
@@ -27,42 +26,47 @@ async def test_short_soak_keeps_every_invariant() -> None:
     assert report.recoveries_s  # the link came back after silences or reboots
 
 
-async def test_late_commands_check_catches_a_late_switch(tmp_path: Path) -> None:
-    """The soak's invariant check itself: a command after the window is reported."""
-    service = await bench.start_service(bench.soak_map(tmp_path))
+async def test_command_checks_catch_late_and_doubled_switches(tmp_path: Path) -> None:
+    """The soak's invariant checks themselves: a command after the window, or two in one."""
+    rig = await bench.start_rig(bench.soak_map(tmp_path))
     try:
-        twin = running_twin(service.units[1].link.config.url)
         loop = asyncio.get_running_loop()
         start = loop.time()
-        client = await bench.Modbus.open(service.tcp_port)
+        client = await bench.Modbus.open(rig.service.tcp_port)
         await client.call(b"\x05\x00\x00\xff\x00")
         client.close()
         writes = [bench.WriteRecord(True, start, loop.time())]
-        assert bench.late_commands([twin], writes) == []
+        assert len(rig.sent) == 1
+        assert bench.late_commands(rig.sent, writes) == []
+        assert bench.doubled_commands(rig.sent, writes) == []
         early = [bench.WriteRecord(True, start - 10.0, start - 9.0)]
-        assert len(bench.late_commands([twin], early)) >= 1
+        assert len(bench.late_commands(rig.sent, early)) >= 1
+        assert len(bench.doubled_commands(rig.sent * 2, writes)) == 1
     finally:
-        await service.stop()
+        await rig.stop()
 
 
-async def test_switch_write_queued_behind_another_is_never_sent_late(tmp_path: Path) -> None:
-    service = await bench.start_service(bench.soak_map(tmp_path))
+async def test_switch_write_behind_another_is_never_sent_late(tmp_path: Path) -> None:
+    rig = await bench.start_rig(bench.soak_map(tmp_path))
     try:
-        twin = running_twin(service.units[1].link.config.url)
-        twin.wifi_state = 1  # the MCU keeps heartbeating but ignores DP commands
+        rig.twin.wifi_state = 1  # the MCU keeps heartbeating but ignores DP commands
         loop = asyncio.get_running_loop()
         writes: list[object] = []
 
-        async def write(value: bool, after_s: float) -> None:
+        async def write(value: bool, after_s: float) -> bytes:
             await asyncio.sleep(after_s)
-            client = await bench.Modbus.open(service.tcp_port)
+            client = await bench.Modbus.open(rig.service.tcp_port)
             start = loop.time()
-            await client.call(b"\x05\x00\x00" + (b"\xff\x00" if value else b"\x00\x00"))
+            answer: bytes = await client.call(
+                b"\x05\x00\x00" + (b"\xff\x00" if value else b"\x00\x00")
+            )
             writes.append(bench.WriteRecord(value, start, loop.time()))
             client.close()
+            return answer
 
-        await asyncio.gather(write(True, 0.0), write(False, 0.05))
-        assert [dp.dpid for _, dp in twin.dp_commands] != []
-        assert bench.late_commands([twin], writes) == []
+        answers = await asyncio.gather(write(True, 0.0), write(False, 0.05))
+        assert answers == [b"\x85\x0b", b"\x85\x06"]  # outcome unknown; never queued
+        assert [dp.value for _, dp in rig.sent] == [True]
+        assert bench.late_commands(rig.sent, writes) == []
     finally:
-        await service.stop()
+        await rig.stop()

@@ -13,9 +13,10 @@ import struct
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+from gateway.modbus.identification import read_identification
 from gateway.modbus.tables import ExceptionCode, Table
 
-__all__ = ["Answer", "UnitBackend", "answer_pdu", "exception_pdu"]
+__all__ = ["Answer", "UnitBackend", "answer_pdu", "exception_pdu", "is_write", "write_target"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -24,7 +25,6 @@ MAX_READ_REGISTERS = 125
 MAX_WRITE_BITS = 0x7B0
 MAX_WRITE_REGISTERS = 0x7B
 MAX_RW_WRITE_REGISTERS = 0x79
-MAX_PDU = 253
 
 _READ_TABLES = {
     1: Table.COIL,
@@ -46,10 +46,19 @@ class UnitBackend(Protocol):
     def read(self, table: Table, address: int, count: int) -> list[int] | ExceptionCode: ...
 
     async def write(
-        self, table: Table, address: int, values: list[int], client: str
+        self,
+        table: Table,
+        address: int,
+        values: list[int],
+        client: str,
+        arrived: float | None = None,
     ) -> ExceptionCode | None: ...
 
     def count_request(self, exception: ExceptionCode | None, function_code: int = 0) -> None: ...
+
+    def moves_motor(self, table: Table, address: int, count: int) -> bool: ...
+
+    def count_broadcast_refused(self) -> None: ...
 
 
 def exception_pdu(function_code: int, code: int) -> bytes:
@@ -58,22 +67,31 @@ def exception_pdu(function_code: int, code: int) -> bytes:
 
 
 def answer_pdu(
-    backend: UnitBackend, pdu: bytes, client: str, identification: dict[int, str]
+    backend: UnitBackend,
+    pdu: bytes,
+    client: str,
+    identification: dict[int, str],
+    arrived: float | None = None,
 ) -> Answer:
-    """Answer one request PDU (non-empty); a coroutine for requests that write."""
+    """Answer one request PDU (non-empty); a coroutine for requests that write.
+
+    ``arrived`` is the loop time the request arrived: a write's window starts then.
+    """
     fc = pdu[0]
     table = _READ_TABLES.get(fc)
     if table is not None:
         return _counted(backend, fc, _read(backend, table, fc, pdu))
     writer = _WRITERS.get(fc)
     if writer is not None:
-        return _write(backend, writer, pdu, client)
+        return _write(backend, writer, pdu, client, arrived)
     if fc == 23:
-        return _read_write(backend, pdu, client)
+        return _read_write(backend, pdu, client, arrived)
     if fc == 8:
         return _counted(backend, fc, _diagnostics(pdu))
     if fc == 43:
-        return _counted(backend, fc, _identification(pdu, backend.identification or identification))
+        return _counted(
+            backend, fc, read_identification(pdu, backend.identification or identification)
+        )
     return _counted(backend, fc, ExceptionCode.ILLEGAL_FUNCTION)
 
 
@@ -175,19 +193,44 @@ _WRITERS = {
 }
 
 
+def is_write(pdu: bytes) -> bool:
+    """Whether a request PDU writes (FC 5, 6, 15, 16, 23)."""
+    return bool(pdu) and (pdu[0] in _WRITERS or pdu[0] == 23)
+
+
+def write_target(pdu: bytes) -> tuple[Table, int, int] | None:
+    """(table, address, count) a well-formed write request writes; None for anything else."""
+    parser = _WRITERS.get(pdu[0]) if pdu else None
+    if parser is not None:
+        parsed = parser(pdu)
+        if isinstance(parsed, ExceptionCode):
+            return None
+        return parsed[0], parsed[1], len(parsed[2])
+    if pdu[:1] == b"\x17" and len(pdu) >= 10:
+        address, count = _ADDR_COUNT.unpack_from(pdu, 5)
+        return Table.HOLDING_REGISTER, address, count
+    return None
+
+
 async def _write(
-    backend: UnitBackend, parser: Callable[[bytes], _Parsed], pdu: bytes, client: str
+    backend: UnitBackend,
+    parser: Callable[[bytes], _Parsed],
+    pdu: bytes,
+    client: str,
+    arrived: float | None,
 ) -> bytes:
     fc = pdu[0]
     parsed = parser(pdu)
     if isinstance(parsed, ExceptionCode):
         return _counted(backend, fc, parsed)
     table, address, values, response = parsed
-    code = await backend.write(table, address, values, client)
+    code = await backend.write(table, address, values, client, arrived)
     return _counted(backend, fc, code if code is not None else response)
 
 
-async def _read_write(backend: UnitBackend, pdu: bytes, client: str) -> bytes:
+async def _read_write(
+    backend: UnitBackend, pdu: bytes, client: str, arrived: float | None
+) -> bytes:
     """FC23: the write is performed before the read (spec 6.17)."""
     if len(pdu) < 10:
         return _counted(backend, 23, ExceptionCode.ILLEGAL_DATA_VALUE)
@@ -203,7 +246,7 @@ async def _read_write(backend: UnitBackend, pdu: bytes, client: str) -> bytes:
     if read_address + read_count > 0x10000 or write_address + write_count > 0x10000:
         return _counted(backend, 23, ExceptionCode.ILLEGAL_DATA_ADDRESS)
     values = list(struct.unpack_from(f">{write_count}H", pdu, 10))
-    code = await backend.write(Table.HOLDING_REGISTER, write_address, values, client)
+    code = await backend.write(Table.HOLDING_REGISTER, write_address, values, client, arrived)
     if code is not None:
         return _counted(backend, 23, code)
     read = backend.read(Table.HOLDING_REGISTER, read_address, read_count)
@@ -219,60 +262,3 @@ def _diagnostics(pdu: bytes) -> bytes | ExceptionCode:
     if pdu[1:3] != b"\x00\x00":
         return ExceptionCode.ILLEGAL_FUNCTION
     return pdu
-
-
-_CONFORMITY_BASIC, _CONFORMITY_REGULAR, _CONFORMITY_EXTENDED = 0x81, 0x82, 0x83
-_CATEGORY_RANGES = {1: range(0x00, 0x03), 2: range(0x00, 0x80), 3: range(0x00, 0x100)}
-
-
-def _identification(pdu: bytes, objects: dict[int, str]) -> bytes | ExceptionCode:
-    """FC43 / MEI 14: read device identification, streamed or one object."""
-    if len(pdu) < 2:
-        return ExceptionCode.ILLEGAL_DATA_VALUE
-    if pdu[1] != 0x0E:
-        return ExceptionCode.ILLEGAL_FUNCTION
-    if len(pdu) < 4:
-        return ExceptionCode.ILLEGAL_DATA_VALUE
-    read_code, object_id = pdu[2], pdu[3]
-    encoded = {oid: text.encode("utf-8")[:240] for oid, text in sorted(objects.items())}
-    conformity = _conformity(encoded)
-    if read_code == 4:
-        if object_id not in encoded:
-            return ExceptionCode.ILLEGAL_DATA_ADDRESS
-        return _mei_response(read_code, conformity, 0, [(object_id, encoded[object_id])])
-    if read_code not in _CATEGORY_RANGES:
-        return ExceptionCode.ILLEGAL_DATA_VALUE
-    wanted = [oid for oid in encoded if oid in _CATEGORY_RANGES[read_code]]
-    if object_id not in wanted:
-        object_id = wanted[0] if wanted else 0
-    chosen: list[tuple[int, bytes]] = []
-    size = 7
-    next_id = 0
-    for oid in wanted:
-        if oid < object_id:
-            continue
-        item_size = 2 + len(encoded[oid])
-        if size + item_size > MAX_PDU:
-            next_id = oid
-            break
-        chosen.append((oid, encoded[oid]))
-        size += item_size
-    return _mei_response(read_code, conformity, next_id, chosen)
-
-
-def _conformity(objects: dict[int, bytes]) -> int:
-    if any(oid >= 0x80 for oid in objects):
-        return _CONFORMITY_EXTENDED
-    if any(oid >= 0x03 for oid in objects):
-        return _CONFORMITY_REGULAR
-    return _CONFORMITY_BASIC
-
-
-def _mei_response(
-    read_code: int, conformity: int, next_id: int, items: list[tuple[int, bytes]]
-) -> bytes:
-    more = 0xFF if next_id else 0x00
-    out = bytearray((43, 0x0E, read_code, conformity, more, next_id, len(items)))
-    for oid, value in items:
-        out += bytes((oid, len(value))) + value
-    return bytes(out)

@@ -13,6 +13,10 @@ Exception codes answered: 0x01 unknown function, FC8 sub-function or MEI type; 0
 outside the tables (from the backend) or FC43 object not present; 0x03 quantity out of range,
 byte count mismatch, truncated PDU, bad coil value, bad FC43 read code; 0x04 a backend
 failure; 0x0B (TCP, configurable 0x0A) unknown unit; plus whatever the backend returns.
+The session adds the write safety rules (:mod:`gateway.modbus.session`): 0x06 for a switch write
+that would wait behind other requests on its connection, 0x01 for a switch write through the
+TCP unit 0/255 alias, silence (and a count) for an RTU broadcast that would switch, and 0x0A
+for a write that arrives while the service stops.
 """
 
 from __future__ import annotations
@@ -66,20 +70,27 @@ class ModbusService:
         tcp: TcpListener | None,
         rtu: RtuListener | None,
         identification: dict[int, str] | None = None,
+        *,
+        allow_broadcast_switch: bool = False,
     ) -> None:
         _check(backends, tcp, rtu)
         self._tasks: set[asyncio.Task[bytes]] = set()
         ident = dict(identification or {})
         self._tcp: TcpServer | None = None
         self._rtu: RtuServer | None = None
+        self._routers = [
+            Router(
+                backends, ident, unknown, self._tasks, allow_broadcast_switch=allow_broadcast_switch
+            )
+            for unknown in ([tcp.unknown_unit_exception] if tcp else []) + ([None] if rtu else [])
+        ]
         if tcp is not None:
-            router = Router(backends, ident, tcp.unknown_unit_exception, self._tasks)
             self._tcp = TcpServer(
-                router, tcp.host, tcp.port, tcp.max_connections, tcp.idle_timeout_s
+                self._routers[0], tcp.host, tcp.port, tcp.max_connections, tcp.idle_timeout_s
             )
         if rtu is not None:
             self._rtu = RtuServer(
-                Router(backends, ident, None, self._tasks),
+                self._routers[-1],
                 rtu.port,
                 baudrate=rtu.baudrate,
                 parity=rtu.parity,
@@ -109,8 +120,13 @@ class ModbusService:
                 await self.stop()
                 raise
 
-    async def stop(self) -> None:
-        """Close everything and cancel writes still running."""
+    async def stop(self, grace_s: float = 0.0) -> None:
+        """Close everything; writes in flight get up to ``grace_s`` to be answered first.
+
+        Meanwhile new writes are refused (0x0A) and reads are still answered; what is left
+        after the grace is cancelled.
+        """
+        await self._finish_writes(grace_s)
         if self._tcp is not None:
             await self._tcp.stop()
         if self._rtu is not None:
@@ -120,6 +136,18 @@ class ModbusService:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _finish_writes(self, grace_s: float) -> None:
+        for router in self._routers:
+            router.closing = True
+        tasks = list(self._tasks)
+        if grace_s <= 0 or not tasks:
+            return
+        _LOGGER.info(
+            "stopping: waiting up to %.1f s for %d write(s) in flight", grace_s, len(tasks)
+        )
+        await asyncio.wait(tasks, timeout=grace_s)
+        await asyncio.sleep(0)  # the done callbacks send the answers
 
 
 def _check(

@@ -1,4 +1,12 @@
-"""Unit routing and in-order replies, shared by the Modbus TCP and RTU transports."""
+"""Unit routing and in-order replies, shared by the Modbus TCP and RTU transports.
+
+Two safety rules live here because only the session sees them. A write that moves a breaker
+motor and would have to wait behind other requests on its connection is answered 0x06 at once
+and never sent (every other request keeps its place; its window runs from its arrival). A
+write that moves a motor through an address that reaches more than one breaker or no breaker
+by its id (RTU broadcast unit 0: ignored and counted; TCP unit 0 or 255: 0x01) is refused
+unless ``allow_broadcast_switch`` is set. Reads through those aliases are answered.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,14 @@ import logging
 from collections import deque
 from collections.abc import Callable, Mapping
 
-from gateway.modbus.pdu import Answer, UnitBackend, answer_pdu, exception_pdu
+from gateway.modbus.pdu import (
+    Answer,
+    UnitBackend,
+    answer_pdu,
+    exception_pdu,
+    is_write,
+    write_target,
+)
 from gateway.modbus.tables import ExceptionCode
 
 __all__ = ["OrderedReplies", "Router"]
@@ -33,38 +48,111 @@ class Router:
         identification: dict[int, str],
         unknown_unit_exception: int | None,
         tasks: set[asyncio.Task[bytes]],
+        *,
+        allow_broadcast_switch: bool = False,
     ) -> None:
         self._backends = dict(backends)
         self._unique = list(backends.values())
         self._identification = identification
         self._unknown = unknown_unit_exception
         self.tasks = tasks
+        self.allow_broadcast_switch = allow_broadcast_switch
+        self.closing = False  # shutting down: new writes are refused
+        self._aliases: frozenset[int] = frozenset()
         if unknown_unit_exception is not None and len(self._backends) == 1:
             # Modbus TCP: 0 and 255 address "the device behind this IP" when it is unique.
             only = next(iter(self._backends.values()))
+            self._aliases = frozenset({0, 255} - set(self._backends))
             self._backends.setdefault(0, only)
             self._backends.setdefault(255, only)
 
-    def answer(self, unit: int, pdu: bytes, client: str) -> Answer | None:
+    def answer(
+        self, unit: int, pdu: bytes, client: str, arrived: float | None = None
+    ) -> Answer | None:
         """The answer to a non-empty request PDU, or None for silence."""
         backend = self._backends.get(unit)
         if unit == 0 and self._unknown is None:
-            return self._broadcast(pdu, client) if pdu[0] in _BROADCAST_FCS else None
+            return self._broadcast(pdu, client, arrived) if pdu[0] in _BROADCAST_FCS else None
         if backend is None:
             if self._unknown is None:
                 return None
             return exception_pdu(pdu[0], self._unknown)
+        refused = self._refusal(unit, backend, pdu, client)
+        if refused is not None:
+            backend.count_request(refused)
+            return exception_pdu(pdu[0], refused)
         try:
-            return answer_pdu(backend, pdu, client, self._identification)
+            return answer_pdu(backend, pdu, client, self._identification, arrived)
         except Exception as err:  # a backend bug must not kill the transport
             _LOGGER.error("unit %d: request %s failed: %r", unit, pdu[:8].hex(" "), err)
             return exception_pdu(pdu[0], ExceptionCode.SERVER_DEVICE_FAILURE)
 
-    async def _broadcast(self, pdu: bytes, client: str) -> bytes:
+    def _refusal(
+        self, unit: int, backend: UnitBackend, pdu: bytes, client: str
+    ) -> ExceptionCode | None:
+        if self.closing and is_write(pdu):
+            _LOGGER.info("%s: write to unit %d refused: the gateway is stopping", client, unit)
+            return ExceptionCode.GATEWAY_PATH_UNAVAILABLE
+        if unit in self._aliases and not self.allow_broadcast_switch and _moves(backend, pdu):
+            _LOGGER.warning(
+                "%s: write %s to unit %d refused (0x01): it would switch the breaker through"
+                " an alias; address the unit by its id, or set allow_broadcast_switch",
+                client,
+                pdu.hex(" "),
+                unit,
+            )
+            backend.count_broadcast_refused()
+            return ExceptionCode.ILLEGAL_FUNCTION
+        return None
+
+    def refuse_queued_motor(self, unit: int, pdu: bytes, client: str, waiting: int) -> bytes | None:
+        """The answer to a motor write that would wait behind ``waiting`` requests, else None.
+
+        0x06 at once, and nothing is sent; a broadcast is ignored (the empty answer).
+        """
+        broadcast = unit == 0 and self._unknown is None
+        backend = self._backends.get(unit)
+        targets = self._unique if broadcast else [backend] if backend is not None else []
+        if not any(_moves(b, pdu) for b in targets):
+            return None
+        _LOGGER.warning(
+            "%s: write %s to unit %d refused (0x06): it moves the breaker motor and would wait"
+            " behind %d request(s) on this connection; never queued, not sent",
+            client,
+            pdu.hex(" "),
+            unit,
+            waiting,
+        )
+        if backend is None or broadcast:
+            return b""
+        backend.count_request(ExceptionCode.SERVER_DEVICE_BUSY)
+        return exception_pdu(pdu[0], ExceptionCode.SERVER_DEVICE_BUSY)
+
+    async def _broadcast(self, pdu: bytes, client: str, arrived: float | None) -> bytes:
         """RTU unit 0: run a write on every unit; the empty reply means "send nothing"."""
-        answers = [answer_pdu(b, pdu, client, self._identification) for b in self._unique]
+        if self.closing:
+            return b""
+        movers = [b for b in self._unique if _moves(b, pdu)]
+        if movers and not self.allow_broadcast_switch:
+            _LOGGER.warning(
+                "%s: broadcast write %s ignored: it would switch %d breaker(s) at once; set"
+                " allow_broadcast_switch to allow it",
+                client,
+                pdu.hex(" "),
+                len(movers),
+            )
+            for backend in movers:
+                backend.count_broadcast_refused()
+            return b""
+        answers = [answer_pdu(b, pdu, client, self._identification, arrived) for b in self._unique]
         await asyncio.gather(*(a for a in answers if not isinstance(a, bytes)))
         return b""
+
+
+def _moves(backend: UnitBackend, pdu: bytes) -> bool:
+    """Whether the write request ``pdu`` would operate a breaker motor of ``backend``."""
+    target = write_target(pdu)
+    return target is not None and backend.moves_motor(*target)
 
 
 class OrderedReplies:
@@ -83,8 +171,9 @@ class OrderedReplies:
         self._send = send
         self._tasks = router.tasks
         self._waiting: tuple[asyncio.Task[bytes], ReplyContext] | None = None
-        self._backlog: deque[tuple[int, bytes, ReplyContext]] = deque()
+        self._backlog: deque[tuple[int, bytes, ReplyContext, float]] = deque()
         self._closed = False
+        self._loop = asyncio.get_running_loop()
 
     @property
     def backlog(self) -> int:
@@ -97,19 +186,27 @@ class OrderedReplies:
         return self._waiting is not None or bool(self._backlog)
 
     def submit(self, unit: int, pdu: bytes, context: ReplyContext) -> None:
-        """Answer a request now, or after the write ahead of it has finished."""
-        if self._waiting is not None:
-            self._backlog.append((unit, pdu, context))
-        else:
-            self._run(unit, pdu, context)
+        """Answer a request now, or after the write ahead of it has finished.
+
+        Its arrival time goes with it: a write's window starts when its request arrives.
+        """
+        arrived = self._loop.time()
+        if self._waiting is None:
+            self._run(unit, pdu, context, arrived)
+            return
+        refusal = self._router.refuse_queued_motor(unit, pdu, self.client, 1 + self.backlog)
+        if refusal is None:
+            self._backlog.append((unit, pdu, context, arrived))
+        elif refusal:
+            self._send(refusal, context)
 
     def close(self) -> None:
         """Forget queued requests (the connection is gone); a running write still finishes."""
         self._closed = True
         self._backlog.clear()
 
-    def _run(self, unit: int, pdu: bytes, context: ReplyContext) -> None:
-        answer = self._router.answer(unit, pdu, self.client)
+    def _run(self, unit: int, pdu: bytes, context: ReplyContext, arrived: float) -> None:
+        answer = self._router.answer(unit, pdu, self.client, arrived)
         if answer is None:
             return
         if isinstance(answer, bytes):

@@ -38,6 +38,7 @@ _TYPE_KEYS = {
     "fields": ("raw",),
     "layout": ("raw",),
     "records": ("raw",),
+    "write_only_changed_records": ("raw",),
     "scale": ("value",),
     "signed": ("value",),
     "min": ("value",),
@@ -102,6 +103,7 @@ def build_datapoints(checked: Checked, raw: Mapping[str, Any]) -> dict[str, Data
             size=item.get("size"),
             fields=MappingProxyType(_layout(item) | _fields(checked, path, item.get("fields", {}))),
             records=MappingProxyType(_records(checked, path, item.get("records", {}))),
+            write_only_changed_records=item.get("write_only_changed_records", False),
             confirm_timeout_s=item.get("confirm_timeout_s"),
             max_age_s=item.get("max_age_s"),
             description=item.get("description", ""),
@@ -197,6 +199,10 @@ def build_tuya(
         except (ProtocolError, ValueError) as err:
             checked.error(f"{path}.value", str(err))
             continue
+        limit = raw.get("max_frame_data", 24)
+        if len(dp.encode()) > limit:
+            checked.error(f"{path}.value", f"needs {len(dp.encode())} data bytes, over {limit}")
+            continue
         keepalive.append(KeepAlive(spec.name, dp, float(item["interval_s"])))
     heartbeat = raw.get("heartbeat", {})
     return TuyaSpec(
@@ -204,6 +210,7 @@ def build_tuya(
         wifi_state=raw.get("wifi_state", 4),
         query_interval_s=raw.get("query_interval_s"),
         confirm_timeout_s=raw.get("confirm_timeout_s", 3.0),
+        max_frame_data=raw.get("max_frame_data", 24),
         keepalive=tuple(keepalive),
         heartbeat_interval_s=heartbeat.get("interval_s"),
         heartbeat_timeout_s=heartbeat.get("timeout_s"),

@@ -59,6 +59,8 @@ STATUS_VALUES = (
     "product_key",
     "register_saturations",
     "lifetime_energy",
+    "late_confirmations",
+    "broadcast_writes_refused",
 )
 DERIVED_OPS = ("mul", "div", "sum", "sub", "sqrt", "acos_deg")
 _NAME = NAME_PATTERN
@@ -140,6 +142,9 @@ _TUYA = obj(
     wifi_state=Int(0, 7, "WiFi state reported with 0x03 (4: connected to the cloud)"),
     query_interval_s=Num(exclusive_minimum=0, description="query-all period; absent: never"),
     confirm_timeout_s=Num(exclusive_minimum=0),
+    max_frame_data=Int(
+        5, 65535, "most data bytes one frame to the MCU may carry (SDK default buffer: 24)"
+    ),
     keepalive=ListOf(_KEEPALIVE),
     heartbeat=obj(
         "heartbeat settings",
@@ -174,7 +179,7 @@ _DATAPOINT = obj(
     id=Key(Int(0, 255), True),
     type=Key(Str(DP_TYPES), True),
     writable=Bool(),
-    motor=Bool("writes operate the breaker motor (rate-limited)"),
+    motor=Bool("writes operate the breaker motor (rate-limited, never queued, never resent)"),
     scale=_SCALE10,
     unit=_TEXT,
     signed=Bool(),
@@ -190,6 +195,7 @@ _DATAPOINT = obj(
     ),
     fields=MapOf(_FIELD, "raw field layout (added to, or replacing, the named layout's)"),
     records=MapOf(_RECORD, "alarm_set records addressed by id"),
+    write_only_changed_records=Bool("send only the changed records (the MCU merges by id)"),
     confirm_timeout_s=Num(exclusive_minimum=0),
     max_age_s=Num(exclusive_minimum=0),
     description=_TEXT,

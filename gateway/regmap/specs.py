@@ -80,6 +80,7 @@ class DatapointSpec:
     size: int | None = None
     fields: Mapping[str, FieldSpec] = dataclasses.field(default_factory=_empty)
     records: Mapping[str, RecordSpec] = dataclasses.field(default_factory=_empty)
+    write_only_changed_records: bool = False
     confirm_timeout_s: float | None = None
     max_age_s: float | None = None
     description: str = ""
@@ -162,6 +163,7 @@ class TuyaSpec:
     wifi_state: int = 4
     query_interval_s: float | None = None
     confirm_timeout_s: float = 3.0
+    max_frame_data: int = 24  # the MCU SDK's WIFI_DATA_PROCESS_LMT
     keepalive: tuple[KeepAlive, ...] = ()
     heartbeat_interval_s: float | None = None
     heartbeat_timeout_s: float | None = None

@@ -38,6 +38,7 @@ class LinkStats:
     heartbeat_answers: int = 0
     heartbeat_rtt_ms: float | None = None
     handshakes: int = 0
+    late_confirmations: int = 0  # DP reports confirming a write after its window ended
 
 
 class FrameChannel(asyncio.Protocol):

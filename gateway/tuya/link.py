@@ -32,7 +32,7 @@ from gateway.tuya.listeners import Listeners
 from gateway.tuya.openers import open_transport
 from gateway.tuya.periodic import keep_alive, query_every
 from gateway.tuya.protocol import Command, DpValue, Frame, ProductInfo, decode_dps
-from gateway.tuya.writes import WriteGate
+from gateway.tuya.writes import DpWrite, WriteGate
 
 __all__ = ["LinkConfig", "LinkState", "LinkStats", "LinkTimings", "McuLink"]
 
@@ -57,7 +57,7 @@ class McuLink:
         self._runner: asyncio.Task[None] | None = None
         self._keepalives: list[tuple[DpValue, float]] = []
         self._responder = McuResponder(config, self._publish)
-        self._writes = WriteGate(self._pace, self._send_if_ready)
+        self._writes = WriteGate(self._pace, self._send_if_ready, self.stats, config.max_frame_data)
 
     # -- listeners -----------------------------------------------------------------------
     def add_report_listener(self, cb: Callable[[DpValue], None]) -> Callable[[], None]:
@@ -263,15 +263,22 @@ class McuLink:
             raise LinkNotReadyError(f"{what} refused: the link is {self.state.name}, not READY")
         return channel
 
+    @property
+    def writes(self) -> WriteGate:
+        """The one gate every DP write goes through."""
+        return self._writes
+
     async def write_dp(
         self,
         dp: DpValue,
         timeout: float | None = None,  # noqa: ASYNC109 - a confirmation window, not a scope
     ) -> DpValue:
-        """Send one 0x06 with ``dp`` and return the MCU's report of that DP (see WriteGate)."""
+        """Send one 0x06 with ``dp`` and return the MCU's report of it (see WriteGate)."""
         window = self.config.confirm_timeout_s if timeout is None else timeout
         self._ready_channel(f"write {dp.describe()}")
-        return await self._writes.write(dp, window)
+        arrived = asyncio.get_running_loop().time()
+        async with self._writes.turn(arrived, window) as turn:
+            return await turn.send(DpWrite(dp, window))
 
     async def _pace(self) -> None:
         if self._channel is not None:

@@ -38,6 +38,7 @@ class LinkConfig:
     query_interval_s: float | None = None  # periodic query-all (0x08); None = off
     confirm_timeout_s: float = 3.0  # default DP write confirmation window
     command_gap_s: float = 0.010
+    max_frame_data: int | None = 24  # the MCU's receive limit (tuya.max_frame_data)
     capture_path: str | None = None
     capture_max_bytes: int = DEFAULT_MAX_BYTES
     timings: LinkTimings = dataclasses.field(default_factory=LinkTimings)

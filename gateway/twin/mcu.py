@@ -31,6 +31,7 @@ from gateway.twin.options import TwinOptions
 from gateway.twin.output import TwinFaults, TwinOutput
 from gateway.twin.physics import Threshold, TwinModel
 from gateway.twin.reports import TwinReporter
+from gateway.twin.sdk_uart import SdkReceiver
 
 __all__ = ["McuTwin", "TwinFaults"]
 
@@ -39,8 +40,6 @@ _LOGGER = logging.getLogger(__name__)
 HISTORY_LIMIT = 10_000  # frames and DP commands kept for assertions
 
 WIFI_CLOUD = 4
-# The Tuya MCU SDK's default 24-byte receive buffer wedges on these lengths until a reboot.
-_WEDGING_LENGTHS = range(25, 32)
 
 
 class McuTwin:
@@ -79,6 +78,7 @@ class McuTwin:
         self._first_heartbeat = True
         self._time_asked = False
         self._decoder = FrameDecoder()
+        self._sdk = SdkReceiver()
 
     # -- transport side ------------------------------------------------------------------
     def connection_made(self, send: Callable[[bytes], None]) -> None:
@@ -95,13 +95,14 @@ class McuTwin:
 
     def data_received(self, data: bytes) -> None:
         self._decoder.feed(data)
-        for frame in self._decoder:
-            self.received.append(frame)
-            if self.faults.silent or self.wedged:
-                continue
-            if self.faults.small_rx_buffer and len(frame.data) in _WEDGING_LENGTHS:
-                _LOGGER.info("twin: %d data bytes overflow the MCU buffer: wedged", len(frame.data))
-                self.wedged = True
+        seen = list(self._decoder)
+        self.received.extend(seen)  # what the line carried, whether the MCU takes it or not
+        if self.faults.small_rx_buffer:
+            heard = self._sdk_frames(data)
+        else:
+            heard = [] if self.wedged else seen
+        for frame in heard:
+            if self.faults.silent:
                 continue
             if frame.version != VERSION_GATEWAY:
                 _LOGGER.debug("twin: dropped frame with version %d", frame.version)
@@ -110,6 +111,16 @@ class McuTwin:
                 self._handle(frame)
             except Exception:  # a twin bug must not kill the transport
                 _LOGGER.exception("twin: failed on %s", frame.describe())
+
+    def _sdk_frames(self, data: bytes) -> list[Frame]:
+        """The frames the SDK's parser and 24-byte buffer take from ``data``."""
+        if self.wedged:
+            return []
+        frames = self._sdk.feed(data)
+        if self._sdk.wedged:
+            _LOGGER.info("twin: a frame longer than the MCU buffer never completes: wedged")
+            self.wedged = True
+        return frames
 
     # -- test / demo API -----------------------------------------------------------------
     @property

@@ -30,7 +30,9 @@ class TwinFaults:
     delay_s: float = 0.0  # added before each frame leaves
     silent: bool = False  # hung MCU: hears nothing, says nothing
     split_bytes: bool = False  # one byte per write, BYTE_TIME_S apart
-    small_rx_buffer: bool = False  # a frame with 25-31 data bytes wedges input until reboot
+    # the SDK's parser and 24-byte buffer (twin.sdk_uart): 25-31 data bytes wedge input until
+    # a reboot, 32+ and version != 0x00 are skipped
+    small_rx_buffer: bool = False
 
 
 class TwinOutput:

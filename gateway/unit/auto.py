@@ -91,11 +91,23 @@ class AutoBackend:
         return _NOT_SERVING if self.inner is None else self.inner.read(table, address, count)
 
     async def write(
-        self, table: Table, address: int, values: list[int], client: str
+        self,
+        table: Table,
+        address: int,
+        values: list[int],
+        client: str,
+        arrived: float | None = None,
     ) -> ExceptionCode | None:
         if self.inner is None:
             return _NOT_SERVING
-        return await self.inner.write(table, address, values, client)
+        return await self.inner.write(table, address, values, client, arrived)
+
+    def moves_motor(self, table: Table, address: int, count: int) -> bool:
+        return self.inner is not None and self.inner.moves_motor(table, address, count)
+
+    def count_broadcast_refused(self) -> None:
+        if self.inner is not None:
+            self.inner.count_broadcast_refused()
 
     def count_request(self, exception: ExceptionCode | None, function_code: int = 0) -> None:
         if self.inner is not None:

@@ -6,6 +6,8 @@ float rounding, so a write is either exactly on the datapoint's resolution or re
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from fractions import Fraction
 
 from gateway.errors import ProtocolError, WriteRejectedError
@@ -21,6 +23,7 @@ __all__ = [
     "encode_records",
     "encode_scalar",
     "find_record",
+    "matcher",
     "member_value",
     "read_field",
     "scale_wire",
@@ -159,9 +162,15 @@ def encode_record_write(
 
 
 def confirms(sent: DpValue, reported: DpValue, record_ids: tuple[int, ...] = ()) -> bool:
-    """Whether the MCU's report carries what was written (for record lists: those records)."""
+    """Whether the MCU's report carries what was written (for record lists: those records,
+    wherever the report places them)."""
     if sent.dp_type is not reported.dp_type:
         return False
     if not record_ids:
         return sent.value == reported.value
     return all(find_record(sent.payload, r) == find_record(reported.payload, r) for r in record_ids)
+
+
+def matcher(sent: DpValue, record_ids: tuple[int, ...] = ()) -> Callable[[DpValue], bool]:
+    """The write gate's predicate: does a report of ``sent``'s DP confirm it?"""
+    return functools.partial(confirms, sent, record_ids=record_ids)

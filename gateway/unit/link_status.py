@@ -27,6 +27,7 @@ def link_status(link: McuLink, lifetime: LifetimeEnergy | None) -> Callable[[], 
             "frames_sent": stats.frames_sent,
             "checksum_errors": stats.checksum_errors,
             "heartbeat_rtt_ms": stats.heartbeat_rtt_ms,
+            "late_confirmations": stats.late_confirmations,
             "product_key": info.product_key if info is not None else None,
             "lifetime_energy": _kwh(lifetime),
         }

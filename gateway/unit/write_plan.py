@@ -1,7 +1,8 @@
 """What a Modbus write sends: its register values decoded and turned into one DP per datapoint.
 
 Record lists (alarm_set) are modified from the cached list, so a write of one threshold keeps
-the others as the MCU last reported them.
+the others as the MCU last reported them. A list DP marked ``write_only_changed_records`` (its
+MCU merges records by id) is sent as only the records the write changes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from gateway.regmap.registers import decode_value
 from gateway.regmap.specs import DatapointSpec, DpSource, PointSpec
 from gateway.tuya.protocol import DpValue
 from gateway.unit.cache import CacheSnapshot
-from gateway.unit.dp_codecs import encode_record_write, encode_scalar
+from gateway.unit.dp_codecs import (
+    decode_records,
+    encode_record_write,
+    encode_records,
+    encode_scalar,
+)
 from gateway.unit.values import read_source
 
 __all__ = ["NoRecordListError", "Pending", "plan_write"]
@@ -67,9 +73,20 @@ def plan_write(
                 raise NoRecordListError(f"{point.name}: dp{spec.dpid} has not reported its records")
             pending.payload = entry.raw
         pending.payload = encode_record_write(spec, source, decoded, pending.payload)
-        pending.record_ids += (spec.records[str(source.member)].rid,)
-        pending.dp = DpValue.of_raw(spec.dpid, pending.payload)
+        rid = spec.records[str(source.member)].rid
+        if rid not in pending.record_ids:
+            pending.record_ids += (rid,)
+        pending.dp = DpValue.of_raw(spec.dpid, _records_sent(pending))
     return list(plan.values())
+
+
+def _records_sent(pending: Pending) -> bytes:
+    """The whole modified list, or only its changed records when the DP asks for that."""
+    assert pending.payload is not None
+    if not pending.spec.write_only_changed_records:
+        return pending.payload
+    records, _ = decode_records(pending.payload)
+    return encode_records(tuple(r for r in records if r.rid in pending.record_ids))
 
 
 def _show(value: object) -> object:

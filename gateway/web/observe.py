@@ -14,6 +14,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 
+from gateway.modbus.proxy import UnitProxy
 from gateway.modbus.tables import ExceptionCode, Table
 from gateway.unit.backend import UnitBackend
 
@@ -59,7 +60,7 @@ class WriteRecord:
     seconds: float
 
 
-class ObservedBackend:
+class ObservedBackend(UnitProxy):
     """A unit's backend with per-function counters, write timing and the last writes."""
 
     def __init__(
@@ -68,23 +69,25 @@ class ObservedBackend:
         write_times: WriteTimes,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.inner = inner
-        self.identification = inner.identification
+        super().__init__(inner)
+        self.unit = inner  # the unit backend, for the names of its points
         self.requests: collections.Counter[int] = collections.Counter()
         self.exceptions: collections.Counter[tuple[int, int]] = collections.Counter()
         self.writes: collections.deque[WriteRecord] = collections.deque(maxlen=LAST_WRITES)
         self._write_times = write_times
         self._clock = clock
 
-    def read(self, table: Table, address: int, count: int) -> list[int] | ExceptionCode:
-        return self.inner.read(table, address, count)
-
     async def write(
-        self, table: Table, address: int, values: list[int], client: str
+        self,
+        table: Table,
+        address: int,
+        values: list[int],
+        client: str,
+        arrived: float | None = None,
     ) -> ExceptionCode | None:
         """The inner write, timed and remembered."""
         started = self._clock()
-        code = await self.inner.write(table, address, values, client)
+        code = await self.inner.write(table, address, values, client, arrived)
         seconds = self._clock() - started
         if code is None:
             self._write_times.observe(seconds)
@@ -110,5 +113,5 @@ class ObservedBackend:
 
     def _names(self, table: Table, address: int, count: int) -> tuple[str, ...]:
         end = address + count
-        points = self.inner.regmap.points(table)
+        points = self.unit.regmap.points(table)
         return tuple(p.name for p in points if p.address < end and p.end > address)

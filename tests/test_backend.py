@@ -1,5 +1,5 @@
 """UnitBackend against a real DatapointCache; writes through the real link and write gate to
-an MCU double (tests/mcu_peer.McuPeer) over a real TCP socket."""
+an MCU double (tests/mcu_peer.ScriptedMcu) over a real TCP socket."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import fast_config
-from mcu_peer import McuPeer, TcpPeer, eventually
+from mcu_peer import ScriptedMcu, TcpPeer, eventually
 
 from gateway.modbus.tables import ExceptionCode, Table
 from gateway.regmap.load import load_map
@@ -240,7 +240,7 @@ def map_from(tmp_path: Path, text: str) -> RegisterMap:
 class Mcu:
     """The MCU double and the started link to it."""
 
-    peer: McuPeer
+    peer: ScriptedMcu
     link: McuLink
 
     def commands(self) -> list[DpValue]:
@@ -256,7 +256,7 @@ async def mcu(
     cache: DatapointCache, make_link: Callable[[LinkConfig], McuLink]
 ) -> AsyncIterator[Mcu]:
     """An MCU double holding the vectors' record lists, behind a real TCP socket."""
-    peer = McuPeer()
+    peer = ScriptedMcu()
     tcp = await TcpPeer(peer).open()
     link = make_link(fast_config(tcp.url))
     await link.start()

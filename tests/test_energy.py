@@ -182,7 +182,7 @@ async def meter() -> AsyncIterator[Start]:
     async def start(state_dir: str | None, energy: float) -> Meter:
         device = DeviceConfig(1, TWIN.format(energy=energy), str(ROOT / "register_map.yaml"))
         config = GatewayConfig(
-            (device,), TcpListener("127.0.0.1", 0), None, WritePolicy(), state_dir
+            (device,), TcpListener("127.0.0.1", 0), None, WritePolicy(), state_dir=state_dir
         )
         return await start_served(config, Meter, started)
 

@@ -1,5 +1,5 @@
 """Field safety of writes (issues 11 and 12): the real service, real sockets and ptys, and an MCU
-double (tests/mcu_peer.McuPeer over TCP, or the twin with the MCU SDK's receive path).
+double (tests/mcu_peer.ScriptedMcu over TCP, or the twin with the MCU SDK's receive path).
 
 Each test here failed on the code before the one write gate: see /work/notes/h1.md.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from bench_modules import load_bench
-from mcu_peer import McuPeer, TcpPeer, eventually
+from mcu_peer import ScriptedMcu, TcpPeer, eventually
 from serial_line import PtyMaster
 from test_cli import background, free_port
 
@@ -26,7 +26,7 @@ from gateway.modbus.server import RtuListener, TcpListener
 from gateway.regmap.load import load_map
 from gateway.service import GatewayService
 from gateway.tuya.protocol import Command, DpValue, Frame, FrameDecoder, decode_dps
-from gateway.twin.mcu import McuTwin
+from gateway.twin import McuTwin, TwinOptions, running_twin
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TEXT = (ROOT / "register_map.yaml").read_text(encoding="utf-8")
@@ -48,7 +48,7 @@ def with_window(text: str, switch_s: float, tuya_s: float = 3.0) -> str:
     return text.replace("  confirm_timeout_s: 3.0\n", f"  confirm_timeout_s: {tuya_s}\n", 1)
 
 
-def commands(peer: McuPeer, dpid: int | None = None) -> list[DpValue]:
+def commands(peer: ScriptedMcu, dpid: int | None = None) -> list[DpValue]:
     """The DPs the MCU received in 0x06 commands."""
     sent = [dp for f in peer.frames(Command.DP_COMMAND) for dp in decode_dps(f.data).values]
     return [dp for dp in sent if dpid is None or dp.dpid == dpid]
@@ -57,7 +57,7 @@ def commands(peer: McuPeer, dpid: int | None = None) -> list[DpValue]:
 @pytest.fixture
 async def peer() -> AsyncIterator[TcpPeer]:
     """The MCU double behind a real TCP socket; like the breaker, it merges alarm records."""
-    mcu = McuPeer(list(PEER_DPS))
+    mcu = ScriptedMcu(list(PEER_DPS))
     mcu.merge_records = True
     tcp = await TcpPeer(mcu).open()
     yield tcp
@@ -230,7 +230,7 @@ async def test_a_write_needing_an_oversized_frame_is_refused_and_the_mcu_stays_a
     tmp_path: Path, gateways: list[GatewayService], caplog: pytest.LogCaptureFixture
 ) -> None:
     service = await start(gateways, tmp_path, SDK_TWIN, SIX_RECORD_MAP)
-    twin = service.units[1].link.twin
+    twin = running_twin(service.units[1].link.config.url)
     assert twin is not None
     client = await RawClient.open(service.tcp_port)
     client.send((1, 1, write_register(20, 1)))  # a 4th record: 4 + 16 data bytes
@@ -344,8 +344,10 @@ class TwinLine:
     """A twin with the SDK's receive path, fed bytes directly; its answers are decoded."""
 
     def __init__(self) -> None:
-        self.twin = McuTwin(report_interval_s=0, require_wifi_state=False, motor_time_s=0.01)
-        self.twin.faults.small_rx_buffer = True
+        options = TwinOptions(
+            report_interval_s=0, require_wifi_state=False, motor_time_s=0.01, small_rx_buffer=True
+        )
+        self.twin = McuTwin(options)
         self.decoder = FrameDecoder()
         self.replies: list[Frame] = []
         self.twin.connection_made(self._received)

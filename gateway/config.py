@@ -12,7 +12,9 @@ from typing import Any
 
 from gateway.errors import ConfigError
 from gateway.modbus.server import RtuListener, TcpListener
-from gateway.regmap.yaml_schema import Bool, Checked, Int, Key, ListOf, Num, Str, check_yaml, obj
+from gateway.regmap.yaml_check import check_yaml
+from gateway.regmap.yaml_read import read_text
+from gateway.regmap.yaml_schema import Bool, Checked, Int, Key, ListOf, Num, Str, obj
 
 __all__ = [
     "CONFIG_SCHEMA",
@@ -147,12 +149,7 @@ def _modbus(checked: Checked, raw: dict[str, Any]) -> tuple[TcpListener | None, 
 
 def load_config(path: str) -> GatewayConfig:
     """Load and validate a gateway file; ConfigError lists every problem with its line."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError([f"{path}: cannot read: {err}"]) from err
-    checked = check_yaml(text, path, CONFIG_SCHEMA)
+    checked = check_yaml(read_text(path, "the gateway file"), path, CONFIG_SCHEMA)
     data = checked.data
     tcp, rtu = _modbus(checked, data.get("modbus", {}))
     devices = _devices(checked, data.get("devices", []), os.path.dirname(os.path.abspath(path)))

@@ -26,6 +26,7 @@ from gateway.regmap.registers import FLOAT_FORMATS, INTEGER_FORMATS, integer_ran
 from gateway.regmap.schema import TABLE_KEYS, Checked, check_document, map_json_schema
 from gateway.regmap.sources import is_text_source, parse_source, source_range, source_writable
 from gateway.regmap.specs import ConstSource, DatapointSpec, PointSpec, RegisterMap
+from gateway.regmap.yaml_read import read_text
 
 __all__ = ["RegisterMap", "load_map", "map_json_schema", "parse_map"]
 
@@ -37,12 +38,7 @@ _TEXT_NEEDED = "the string format needs a string datapoint or status.product_key
 def load_map(path: str | os.PathLike[str]) -> RegisterMap:
     """Load and validate the map at ``path``; ConfigError lists every problem."""
     filename = os.fspath(path)
-    try:
-        with open(filename, encoding="utf-8") as stream:
-            text = stream.read()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError([f"{filename}: cannot read the map: {err}"]) from err
-    return parse_map(text, filename)
+    return parse_map(read_text(filename, "the map"), filename)
 
 
 def parse_map(text: str, filename: str = "<map>") -> RegisterMap:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.regmap.registers import FORMATS, STALE_POLICIES, WORD_ORDERS
+from gateway.regmap.yaml_check import check_yaml
 from gateway.regmap.yaml_schema import (
     NAME_PATTERN,
     AnyOf,
@@ -22,7 +23,6 @@ from gateway.regmap.yaml_schema import (
     Num,
     Ref,
     Str,
-    check_yaml,
     json_schema,
     not_one_of,
     obj,

@@ -1,14 +1,20 @@
-"""The multi-device gateway file (``gateway.yaml``): Modbus listeners, write policy, devices.
+"""The gateway configuration: from ``gateway.yaml`` (listeners, write policy, devices) or from
+the single-device flags of ``run``.
 
 Every problem is collected and reported at once as ``file:line: path: message``; relative map
-and capture paths are resolved against the directory of the config file.
+and capture paths are resolved against the directory of the config file. Link URLs are checked
+here, before anything is bound: a link that can never open is a configuration error.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import difflib
+import importlib.util
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
 from gateway.modbus.server import RtuListener, TcpListener
@@ -21,9 +27,20 @@ __all__ = [
     "DeviceConfig",
     "GatewayConfig",
     "WritePolicy",
+    "add_run_options",
+    "config_from_args",
+    "link_problem",
     "load_config",
     "parse_host_port",
 ]
+
+DEFAULT_MAP = "register_map.yaml"
+DEFAULT_TCP = "127.0.0.1:5020"
+_UNITS = (1, 247)  # the Modbus unit ids a server may answer as
+_UNIT = Int(*_UNITS, "Modbus unit id")
+_LINK_HELP = "/dev/ttyUSB0, socket://host:port, rfc2217://host:port, sim://[variant]"
+_KNOWN_LINKS = "a device path, socket://, rfc2217://, sim://"
+_SCHEME_HINTS = {"tcp": "socket", "telnet": "rfc2217"}
 
 _BAUD = Int(1200, 4_000_000, "bits per second")
 _TCP = obj(
@@ -46,8 +63,8 @@ _RTU = obj(
 )
 _DEVICE = obj(
     "one breaker",
-    unit=Key(Int(1, 247), True),
-    link=Key(Str(description="/dev/ttyUSB0, socket://host:port, sim://[variant]"), True),
+    unit=Key(_UNIT, True),
+    link=Key(Str(description=_LINK_HELP), True),
     map=Str(description="register map, relative to this file"),
     baudrate=_BAUD,
     capture=Str(description="JSON-lines capture of the TuyaMCU traffic"),
@@ -122,6 +139,8 @@ def _devices(checked: Checked, items: list[Any], base_dir: str) -> tuple[DeviceC
             )
             continue
         seen[item["unit"]] = index
+        if problem := link_problem(item["link"]):
+            checked.error(f"devices[{index}].link", problem)
         devices.append(
             DeviceConfig(
                 unit=item["unit"],
@@ -157,3 +176,102 @@ def load_config(path: str) -> GatewayConfig:
     if checked.errors:
         raise ConfigError(checked.errors)
     return GatewayConfig(devices=devices, tcp=tcp, rtu=rtu, policy=WritePolicy(**policy))
+
+
+def link_problem(url: str) -> str | None:
+    """Why the MCU link ``url`` can never open, or None (a device path may appear later)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return None if url.strip() else "the link is empty"
+    if scheme == "sim":
+        return _sim_problem(url)
+    if scheme in ("socket", "rfc2217"):
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as err:
+            return f"{url!r}: {err}"
+        return (
+            None
+            if parts.hostname and port is not None
+            else f"{url!r}: expected {scheme}://HOST:PORT"
+        )
+    if scheme.isidentifier() and importlib.util.find_spec(f"serial.urlhandler.protocol_{scheme}"):
+        return None  # pyserial's other URL handlers (loop://, spy://, hwgrep://...)
+    close = difflib.get_close_matches(scheme, ["socket", "rfc2217", "sim"], n=1)
+    hint = _SCHEME_HINTS.get(scheme) or (close[0] if close else "")
+    advice = f" (did you mean {hint}://{rest}?)" if hint else ""
+    return f"unknown link scheme {scheme}:// in {url!r}{advice}; known: {_KNOWN_LINKS}"
+
+
+def _sim_problem(url: str) -> str | None:
+    from gateway.twin.endpoints import parse_sim_url
+
+    try:
+        parse_sim_url(url)
+    except ConfigError as err:
+        return "; ".join(err.errors)
+    return None
+
+
+# -- the single-device flags of run ----------------------------------------------------------
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """``run``'s device and listener flags, and ``--config`` for a gateway file instead."""
+    parser.add_argument("--link", help=f"MCU link: {_LINK_HELP}")
+    parser.add_argument("--map", help=f"register map (default {DEFAULT_MAP})")
+    parser.add_argument("--unit", type=int, help="Modbus unit id (default 1)")
+    parser.add_argument("--tcp", help=f"Modbus TCP HOST:PORT, or 'off' (default {DEFAULT_TCP})")
+    parser.add_argument("--rtu", metavar="DEVICE", help="Modbus RTU serial port")
+    parser.add_argument("--rtu-baud", type=int, help="default 9600")
+    parser.add_argument("--rtu-parity", choices=("N", "E", "O"), help="default N")
+    parser.add_argument("--rtu-stopbits", type=int, choices=(1, 2), help="default 1")
+    parser.add_argument("--config", help="gateway.yaml with listeners and several devices")
+    parser.add_argument("--capture", metavar="FILE", help="record TuyaMCU traffic (JSON lines)")
+    parser.add_argument("--read-only", action="store_true", help="reject every Modbus write")
+
+
+_DEVICE_FLAGS = ("link", "map", "unit", "tcp", "rtu", "rtu_baud", "rtu_parity", "rtu_stopbits")
+
+
+def config_from_args(args: argparse.Namespace) -> GatewayConfig:
+    """The gateway configuration from ``--config`` or from the single-device flags."""
+    if args.config:
+        names = (*_DEVICE_FLAGS, "capture")
+        clash = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) is not None]
+        if clash:
+            raise ConfigError([f"{', '.join(clash)}: not allowed with --config"])
+        config = load_config(args.config)
+        if args.read_only:
+            policy = WritePolicy(read_only=True, switch_interval_s=config.policy.switch_interval_s)
+            config = dataclasses.replace(config, policy=policy)
+        return config
+    if not args.link:
+        raise ConfigError(["run: --link URL (or --config FILE) is required"])
+    tcp = _tcp_flag(args.tcp or DEFAULT_TCP)
+    rtu = None
+    if args.rtu:
+        rtu = RtuListener(
+            args.rtu, args.rtu_baud or 9600, args.rtu_parity or "N", args.rtu_stopbits or 1
+        )
+    elif any(getattr(args, n) is not None for n in _DEVICE_FLAGS[5:]):
+        raise ConfigError(["--rtu-baud, --rtu-parity, --rtu-stopbits: only with --rtu DEVICE"])
+    if tcp is None and rtu is None:
+        raise ConfigError(["run: --tcp off needs --rtu DEVICE"])
+    unit = 1 if args.unit is None else args.unit
+    errors = [f"--link: {problem}"] if (problem := link_problem(args.link)) else []
+    if not _UNITS[0] <= unit <= _UNITS[1]:  # the same range as devices[].unit in gateway.yaml
+        errors.append(f"--unit: expected {_UNITS[0]}..{_UNITS[1]}, got {unit}")
+    if errors:
+        raise ConfigError(errors)
+    device = DeviceConfig(unit, args.link, args.map or DEFAULT_MAP, capture=args.capture)
+    return GatewayConfig((device,), tcp, rtu, WritePolicy(read_only=args.read_only))
+
+
+def _tcp_flag(text: str) -> TcpListener | None:
+    if text == "off":
+        return None
+    try:
+        host, port = parse_host_port(text)
+    except ValueError as err:
+        raise ConfigError([f"--tcp: expected HOST:PORT, got {text!r} ({err})"]) from None
+    return TcpListener(host=host, port=port)

@@ -405,7 +405,8 @@ def test_sniff_replay_plays_a_capture_back_to_a_gateway(tmp_path: Path) -> None:
 
 
 def test_default_tcp_listener_is_localhost_only() -> None:
-    from gateway.cli import build_parser, config_from_args
+    from gateway.cli import build_parser
+    from gateway.config import config_from_args
 
     config = config_from_args(build_parser().parse_args(["run", "--link", "sim://"]))
     assert config.tcp is not None

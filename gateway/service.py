@@ -19,8 +19,9 @@ from gateway.modbus.server import UnitBackend as ServedUnit
 from gateway.regmap.load import load_map
 from gateway.regmap.specs import RegisterMap
 from gateway.tuya.link import LinkConfig, LinkState, McuLink
-from gateway.unit.backend import StatusValues, UnitBackend
+from gateway.unit.backend import UnitBackend
 from gateway.unit.cache import DatapointCache
+from gateway.unit.status import link_status
 
 __all__ = ["GatewayService", "Unit"]
 
@@ -97,7 +98,7 @@ class GatewayService:
             register_map,
             cache,
             link.write_dp,
-            _status_of(link),
+            link_status(link),
             switch_interval_s=self.config.policy.switch_interval_s,
             read_only=self.config.policy.read_only,
             unit_id=device.unit,
@@ -165,24 +166,6 @@ class GatewayService:
                 f" map {unit.register_map.path} ({spec.name}), product key {expected}{capture}"
             )
         return "\n".join(lines)
-
-
-def _status_of(link: McuLink) -> Callable[[], StatusValues]:
-    """The live link values a map's status points show."""
-
-    def status() -> StatusValues:
-        stats = link.stats
-        info = link.product_info
-        return {
-            "mcu_reboots": stats.mcu_reboots,
-            "frames_received": stats.frames_received,
-            "frames_sent": stats.frames_sent,
-            "checksum_errors": stats.checksum_errors,
-            "heartbeat_rtt_ms": stats.heartbeat_rtt_ms,
-            "product_key": info.product_key if info is not None else None,
-        }
-
-    return status
 
 
 def _product_key_check(unit: Unit) -> Callable[[LinkState], None]:

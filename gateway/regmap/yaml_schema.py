@@ -112,7 +112,7 @@ Node = Str | Int | Num | Bool | ListOf | MapOf | Obj | AnyOf | Ref
 
 def obj(doc: str, /, **keys: Node | Key) -> Obj:
     """An object node; plain nodes are optional keys, :class:`Key` marks required ones."""
-    return Obj({k: v if isinstance(v, Key) else Key(v) for k, v in keys.items()}, doc)
+    return Obj({str(k): v if isinstance(v, Key) else Key(v) for k, v in keys.items()}, doc)
 
 
 @dataclasses.dataclass
@@ -156,8 +156,9 @@ def kind_of(spec: Node) -> str:
 
 def not_one_of(value: object, choices: tuple[str, ...] | list[str]) -> str:
     """``'flaot32' is not one of …`` with a close match suggested."""
+    choices = [str(choice) for choice in choices]  # StrEnum members read as their text
     text = f"{value!r} is not one of {', '.join(choices)}"
-    close = difflib.get_close_matches(str(value), list(choices), n=1)
+    close = difflib.get_close_matches(str(value), choices, n=1)
     return f"{text} (did you mean {close[0]!r}?)" if close else text
 
 

@@ -44,13 +44,13 @@ from gateway.tuya.protocol import DpValue
 from gateway.unit.cache import CacheSnapshot, DatapointCache
 from gateway.unit.dp_codecs import confirms
 from gateway.unit.reads import Encoding, PointIndex, encode_point
+from gateway.unit.status import unit_status
 from gateway.unit.values import StatusValues
 from gateway.unit.write_plan import NoRecordListError, Pending, plan_write
 
 __all__ = ["BackendStats", "StatusValues", "UnitBackend", "WriteDp"]
 
 _LOGGER = logging.getLogger(__name__)
-_LINK_STATES = ("STOPPED", "CONNECTING", "HANDSHAKE", "READY", "DOWN")
 _MIN_WINDOW_SHARE = 0.5  # of a DP's confirmation window, left when it is sent
 
 WriteDp = Callable[[DpValue, float], Awaitable[DpValue]]
@@ -65,9 +65,6 @@ class BackendStats:
     register_saturations: int = 0
     writes_confirmed: int = 0
     writes_failed: int = 0
-
-
-_STAT_NAMES = tuple(field.name for field in dataclasses.fields(BackendStats))
 
 
 class _WindowEndedError(Exception):
@@ -114,17 +111,7 @@ class UnitBackend:
 
     def status_values(self, snapshot: CacheSnapshot) -> dict[str, bool | int | float | str | None]:
         """Every status value a map can place, live."""
-        state = snapshot.link_state
-        values: dict[str, bool | int | float | str | None] = {
-            "link_online": snapshot.link_ready,
-            "handshake_state": _LINK_STATES.index(state) if state in _LINK_STATES else None,
-            "data_age_s": snapshot.data_age(),
-        }
-        if self._status is not None:
-            values.update(self._status())
-        stats = self.stats
-        values.update((name, getattr(stats, name)) for name in _STAT_NAMES)
-        return values
+        return unit_status(snapshot, self.stats, self._status)
 
     def read(self, table: Table, address: int, count: int) -> list[int] | ExceptionCode:
         """Bits (0/1) or register words from one cache snapshot."""

@@ -13,15 +13,12 @@ catch ``GatewayError`` and know nothing unexpected slipped through::
     │   ├── McuTimeoutError         the MCU did not answer in time (also a TimeoutError)
     │   └── LowPowerProtocolError   the MCU speaks the low-power protocol, not ours
     └── WriteError                  a datapoint write was refused or not confirmed
-        ├── WriteRejectedError      the value failed validation; nothing was sent
-        ├── WriteMismatchError      the MCU confirmed a different value
-        └── BusyError               the breaker motor needs more time between operations
+        └── WriteRejectedError      the value failed validation; nothing was sent
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "BusyError",
     "ConfigError",
     "DpRecordError",
     "GatewayError",
@@ -32,7 +29,6 @@ __all__ = [
     "McuTimeoutError",
     "ProtocolError",
     "WriteError",
-    "WriteMismatchError",
     "WriteRejectedError",
 ]
 
@@ -83,15 +79,3 @@ class WriteError(GatewayError):
 
 class WriteRejectedError(WriteError):
     """The value failed validation before anything was sent."""
-
-
-class WriteMismatchError(WriteError):
-    """The MCU reported a value other than the one written."""
-
-    def __init__(self, message: str, reported: object) -> None:
-        super().__init__(message)
-        self.reported = reported
-
-
-class BusyError(WriteError):
-    """The breaker motor was operated too recently."""

@@ -32,10 +32,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from gateway.errors import (
-    BusyError,
     LinkError,
     LinkNotReadyError,
-    WriteMismatchError,
     WriteRejectedError,
 )
 from gateway.modbus.tables import ExceptionCode, Table
@@ -277,11 +275,6 @@ class UnitBackend:
         except LinkError as err:
             _LOGGER.warning("write of %s by %s failed: %s", spec.name, client, err)
             return ExceptionCode.GATEWAY_TARGET_NO_RESPONSE
-        except WriteMismatchError as err:
-            _LOGGER.warning("write of %s by %s: %s", spec.name, client, err)
-            return ExceptionCode.SERVER_DEVICE_FAILURE
-        except BusyError:
-            return ExceptionCode.SERVER_DEVICE_BUSY
         except WriteRejectedError:
             return ExceptionCode.ILLEGAL_DATA_VALUE
         if not confirms(dp, reported, pending.record_ids):

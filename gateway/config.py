@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import importlib.util
 import os
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,12 +21,14 @@ from gateway.errors import ConfigError
 from gateway.modbus.server import RtuListener, TcpListener
 from gateway.regmap.yaml_check import check_yaml
 from gateway.regmap.yaml_read import read_text
-from gateway.regmap.yaml_schema import Bool, Checked, Int, Key, ListOf, Num, Str, obj
+from gateway.regmap.yaml_schema import Bool, Checked, Int, Key, ListOf, Node, Num, Str, obj
 
 __all__ = [
     "CONFIG_SCHEMA",
+    "SECTIONS",
     "DeviceConfig",
     "GatewayConfig",
+    "Section",
     "WritePolicy",
     "add_run_options",
     "config_from_args",
@@ -69,6 +72,20 @@ _DEVICE = obj(
     baudrate=_BAUD,
     capture=Str(description="JSON-lines capture of the TuyaMCU traffic"),
 )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Section:
+    """A feature's own gateway.yaml section: its schema, and its checked data -> settings."""
+
+    name: str
+    node: Node
+    build: Callable[[Checked, Any], object]
+
+
+# Each feature adds its section here from its own package: one line per feature.
+SECTIONS: tuple[Section, ...] = ()
+
 CONFIG_SCHEMA = obj(
     "tuya-modbus-gateway gateway.yaml",
     modbus=Key(obj("Modbus listeners", tcp=_TCP, rtu=_RTU), True),
@@ -76,6 +93,7 @@ CONFIG_SCHEMA = obj(
         "gateway-wide write rules", read_only=Bool(), switch_interval_s=Num(minimum=0)
     ),
     devices=Key(ListOf(_DEVICE, min_items=1), True),
+    **{section.name: section.node for section in SECTIONS},
 )
 
 
@@ -106,6 +124,7 @@ class GatewayConfig:
     tcp: TcpListener | None = None
     rtu: RtuListener | None = None
     policy: WritePolicy = dataclasses.field(default_factory=WritePolicy)
+    sections: Mapping[str, object] = dataclasses.field(default_factory=dict)  # by Section.name
 
 
 def parse_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -172,10 +191,11 @@ def load_config(path: str) -> GatewayConfig:
     data = checked.data
     tcp, rtu = _modbus(checked, data.get("modbus", {}))
     devices = _devices(checked, data.get("devices", []), os.path.dirname(os.path.abspath(path)))
-    policy = dict(data.get("write_policy", {}))
+    policy = WritePolicy(**data.get("write_policy", {}))
+    sections = {s.name: s.build(checked, data[s.name]) for s in SECTIONS if s.name in data}
     if checked.errors:
         raise ConfigError(checked.errors)
-    return GatewayConfig(devices=devices, tcp=tcp, rtu=rtu, policy=WritePolicy(**policy))
+    return GatewayConfig(devices, tcp, rtu, policy, sections)
 
 
 def link_problem(url: str) -> str | None:

@@ -99,6 +99,11 @@ HOSTILE = {
     "bad_date": ("device: {name: 2001-13-45}\ndatapoints: {}\n", "is not a valid value"),
     "huge_int": ("device: {name: x}\ndatapoints: {a: {id: " + "9" * 5000 + "}}\n", "valid"),
     "list_key": ("device: {name: x}\ndatapoints: {[a]: 1}\n", "keys must be strings"),
+    "broken_argument": (
+        "device: {name: x}\ndatapoints: {v: {id: 1, type: value}}\n"
+        "input_registers: [{name: q, address: 1, source: {sum: [v, [1]]}}]\n",
+        "input_registers[0].source.sum[1]: expected a source text or a number or a mapping",
+    ),
     "two_documents": ("device: {name: x}\n---\ndevice: {name: y}\n", "one YAML document"),
 }
 

@@ -36,6 +36,8 @@ def parse_source(
     checked: Checked, path: str, raw: Any, datapoints: Mapping[str, DatapointSpec]
 ) -> Source | None:
     """The source ``raw`` describes; None (with the error recorded) when it names nothing."""
+    if raw is None:  # an argument the schema rejected: reported already
+        return None
     if isinstance(raw, int | float):
         return ConstSource(to_fraction(raw))
     if isinstance(raw, str):

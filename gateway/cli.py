@@ -1,6 +1,8 @@
-"""Command line: run | simulate | check | docs | schema | discover | sniff.
+"""Command line: run | simulate | check | docs | schema | export | discover | sniff | maps.
 
-Exit status: 0 success, 2 invalid input (a map, a config file or an option), 1 other failure.
+Exit status: 0 success, 2 invalid input (a map, a config file, a link URL or an option), 1
+other failure (a port that cannot be opened or bound), 130 or 143 when SIGINT or SIGTERM
+arrives before the command's work runs. A bad file never exits 1.
 """
 
 from __future__ import annotations
@@ -10,47 +12,45 @@ import asyncio
 import dataclasses
 import json
 import logging
-import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+import termios
+from collections.abc import Callable, Sequence
 
 from gateway import __version__, logs
-from gateway.config import (
-    DeviceConfig,
-    GatewayConfig,
-    WritePolicy,
-    load_config,
-    parse_host_port,
-)
+from gateway.config import add_run_options, config_from_args
 from gateway.errors import ConfigError, GatewayError
-from gateway.modbus.server import RtuListener, TcpListener
 from gateway.regmap.catalog import maps_command
 from gateway.regmap.export import add_export_options, cmd_export
-from gateway.twin import scenario
-from gateway.twin.options import add_twin_arguments, twin_options_from_args
-from gateway.unit.state_store import state_dir_for
+from gateway.tools import (
+    EXIT_FAILURE,
+    EXIT_INVALID,
+    EXIT_OK,
+    add_discover,
+    add_simulate,
+    add_sniff,
+    cmd_discover,
+    cmd_simulate,
+    cmd_sniff,
+    exit_on_signals,
+    run_until_signalled,
+)
+from gateway.unit.state_store import add_state_options, state_dir_for
 from gateway.web.options import add_cli_options as add_http_options
-from gateway.web.options import http_from_args
 
-if TYPE_CHECKING:
-    from gateway.twin.endpoints import McuPeer
-
-__all__ = ["build_parser", "main", "parse_listen", "run_until_signalled"]
+__all__ = ["build_parser", "main"]
 
 _LOGGER = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_INVALID = 2
-DEFAULT_MAP = "register_map.yaml"
-DEFAULT_TCP = "127.0.0.1:5020"
-
 Command = Callable[[argparse.Namespace], int]
+AddOptions = Callable[[argparse.ArgumentParser], None]
+
+# Each feature adds its ``run`` options from its own package: one line here per feature.
+RUN_OPTIONS: tuple[AddOptions, ...] = (add_run_options, add_http_options, add_state_options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tuya-modbus-gateway`` and ``python -m gateway``."""
+    exit_on_signals()
     args = build_parser().parse_args(argv)
     logs.setup(getattr(args, "log_level", "INFO"), getattr(args, "log_format", "text"))
     command: Command = args.command
@@ -60,92 +60,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in err.errors:
             print(line, file=sys.stderr)
         return EXIT_INVALID
-    except (GatewayError, OSError) as err:
+    except (GatewayError, OSError, termios.error) as err:  # a port that refuses its settings
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
 
 
-def run_until_signalled(work: Callable[[asyncio.Event], Awaitable[int]]) -> int:
-    """Run ``work(stop)`` on a fresh loop; SIGINT and SIGTERM set ``stop``."""
-
-    async def runner() -> int:
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        return await work(stop)
-
-    return asyncio.run(runner())
-
-
-def parse_listen(text: str) -> tuple[str, int] | None:
-    """``tcp://HOST:PORT`` → (host, port); ``pty`` → None; ConfigError otherwise."""
-    if text == "pty":
-        return None
-    if text.startswith("tcp://"):
-        try:
-            return parse_host_port(text.removeprefix("tcp://"))
-        except ValueError:
-            pass
-    raise ConfigError([f"--listen: expected tcp://HOST:PORT or pty, got {text!r}"])
-
-
-# -- run -------------------------------------------------------------------------------------
 def _add_run(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--link", help="MCU link: /dev/ttyUSB0, socket://h:p, sim://[variant]")
-    parser.add_argument("--map", help=f"register map, or auto (default {DEFAULT_MAP})")
-    parser.add_argument("--unit", type=int, help="Modbus unit id (default 1)")
-    parser.add_argument("--tcp", help=f"Modbus TCP HOST:PORT, or 'off' (default {DEFAULT_TCP})")
-    parser.add_argument("--rtu", metavar="DEVICE", help="Modbus RTU serial port")
-    parser.add_argument("--rtu-baud", type=int, default=9600)
-    parser.add_argument("--rtu-parity", choices=("N", "E", "O"), default="N")
-    parser.add_argument("--rtu-stopbits", type=int, choices=(1, 2), default=1)
-    parser.add_argument("--config", help="gateway.yaml with listeners and several devices")
-    parser.add_argument("--capture", metavar="FILE", help="record TuyaMCU traffic (JSON lines)")
-    parser.add_argument("--capture-max-mb", type=float, default=50.0, metavar="MB", help="rotate")
-    parser.add_argument("--read-only", action="store_true", help="reject every Modbus write")
-    add_http_options(parser)
-    parser.add_argument("--state-dir", help="lifetime energy store (default: the state dir)")
-
-
-def config_from_args(args: argparse.Namespace) -> GatewayConfig:
-    """The gateway configuration from ``--config`` or from the single-device flags."""
-    if args.config:
-        clash = [f"--{n}" for n in ("link", "map", "unit", "tcp", "rtu") if getattr(args, n)]
-        if clash:
-            raise ConfigError([f"{', '.join(clash)}: not allowed with --config"])
-        config = load_config(args.config)
-        if args.read_only:
-            policy = WritePolicy(read_only=True, switch_interval_s=config.policy.switch_interval_s)
-            config = dataclasses.replace(config, policy=policy)
-        return dataclasses.replace(config, http=http_from_args(args, config.http))
-    if not args.link:
-        raise ConfigError(["run: --link URL (or --config FILE) is required"])
-    tcp: TcpListener | None = None
-    if (args.tcp or DEFAULT_TCP) != "off":
-        try:
-            host, port = parse_host_port(args.tcp or DEFAULT_TCP)
-        except ValueError as err:
-            raise ConfigError([f"--tcp: expected HOST:PORT, got {args.tcp!r} ({err})"]) from None
-        tcp = TcpListener(host=host, port=port)
-    rtu = None
-    if args.rtu:
-        rtu = RtuListener(args.rtu, args.rtu_baud, args.rtu_parity, args.rtu_stopbits)
-    if tcp is None and rtu is None:
-        raise ConfigError(["run: --tcp off needs --rtu DEVICE"])
-    device = DeviceConfig(
-        unit=1 if args.unit is None else args.unit,
-        link=args.link,
-        map_path=args.map or DEFAULT_MAP,
-        capture=args.capture,
-        capture_max_mb=args.capture_max_mb,
-    )
-    if not 1 <= device.unit <= 247:
-        raise ConfigError([f"--unit: expected 1..247, got {device.unit}"])
-    policy = WritePolicy(read_only=args.read_only)
-    return GatewayConfig((device,), tcp, rtu, policy, http_from_args(args, None))
+    for add_options in RUN_OPTIONS:
+        add_options(parser)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -166,52 +90,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_until_signalled(work)
 
 
-# -- simulate --------------------------------------------------------------------------------
-def _add_simulate(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--listen", default="tcp://127.0.0.1:6668", help="tcp://HOST:PORT or pty")
-    add_twin_arguments(parser)
-    scenario.add_cli_options(parser)
-
-
-def _cmd_simulate(args: argparse.Namespace) -> int:
-    from gateway.twin.mcu import McuTwin
-
-    options = twin_options_from_args(args)
-    listen = parse_listen(args.listen)
-    events = scenario.events_from_args(args)
-
-    async def work(stop: asyncio.Event) -> int:
-        twin = McuTwin(options)  # one breaker for every connection: its state lives on
-        scenario.Scenario(twin, events).start()
-        return await serve_peer(listen, lambda: twin, stop)
-
-    return run_until_signalled(work)
-
-
-async def serve_peer(
-    listen: tuple[str, int] | None, factory: Callable[[], McuPeer], stop: asyncio.Event
-) -> int:
-    """Serve an MCU peer on TCP or a new pty, print the ``--link`` URL for it, run until stop."""
-    from gateway.twin import endpoints as simulator
-
-    if listen is None:
-        path = simulator.open_pty(factory())
-        print(path, flush=True)
-        try:
-            await stop.wait()
-        finally:
-            simulator.close_pty(path)
-        return EXIT_OK
-    server = await simulator.serve_tcp(listen[0], listen[1], factory)
-    host, port = server.sockets[0].getsockname()[:2]
-    print(f"socket://{host}:{port}", flush=True)
-    _LOGGER.info("MCU peer listening on tcp://%s:%s", host, port)
-    async with server:
-        await stop.wait()
-    return EXIT_OK
-
-
-# -- check, docs, schema ---------------------------------------------------------------------
 def _add_check(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("maps", nargs="+", metavar="MAP")
 
@@ -254,85 +132,15 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# -- discover, sniff -------------------------------------------------------------------------
-def _add_discover(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--link", required=True, help="MCU link URL")
-    parser.add_argument("--baud", type=int, default=9600)
-    parser.add_argument("--listen-s", type=float, default=10.0, metavar="S")
-    parser.add_argument("--wait-s", type=float, default=15.0, metavar="S", help="for an answer")
-    parser.add_argument("--output", metavar="FILE", help="write a draft map here")
-
-
-def _cmd_discover(args: argparse.Namespace) -> int:
-    from gateway.discover import discover
-
-    return run_until_signalled(
-        lambda stop: discover(
-            args.link, args.baud, args.listen_s, args.output, stop, sys.stdout, args.wait_s
-        )
-    )
-
-
-def _add_sniff(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--link", help="act as the gateway on this link and print its frames")
-    source.add_argument("--rx-mcu", metavar="DEVICE", help="UART tap on the MCU's TX line")
-    source.add_argument("--file", metavar="CAPTURE", help="print a capture (JSON lines)")
-    source.add_argument("--replay", metavar="CAPTURE", help="play a capture's MCU side")
-    parser.add_argument("--rx-module", metavar="DEVICE", help="UART tap on the module's TX line")
-    parser.add_argument("--baud", type=int, default=9600)
-    parser.add_argument("--listen", default="pty", help="for --replay: tcp://HOST:PORT or pty")
-    parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
-
-
-def _cmd_sniff(args: argparse.Namespace) -> int:
-    from gateway import sniff
-
-    if args.file:
-        sniff.print_capture(args.file, sys.stdout)
-        return EXIT_OK
-    if args.replay:
-        from gateway.twin.replay import ReplayPeer
-
-        peer = ReplayPeer.from_file(args.replay)
-        listen = parse_listen(args.listen)
-        return run_until_signalled(lambda stop: serve_peer(listen, lambda: peer, stop))
-    taps = {"rx": args.rx_mcu} if args.rx_mcu else {}
-    if args.rx_module:
-        taps["tx"] = args.rx_module
-
-    async def work(stop: asyncio.Event) -> int:
-        if args.link:
-            job = sniff.sniff_link(args.link, args.baud, sys.stdout)
-        else:
-            job = sniff.sniff_passive(taps, args.baud, sys.stdout)
-        await _until(job, stop, args.duration)
-        return EXIT_OK
-
-    return run_until_signalled(work)
-
-
-async def _until(job: Awaitable[None], stop: asyncio.Event, duration: float | None) -> None:
-    """Run ``job`` until it ends, ``stop`` is set, or ``duration`` seconds pass."""
-    task = asyncio.ensure_future(job)
-    stopper = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({task, stopper}, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
-    for pending in (task, stopper):
-        pending.cancel()
-    await asyncio.gather(task, stopper, return_exceptions=True)
-    if task.done() and not task.cancelled():
-        task.result()  # the job's own error, if it had one
-
-
-_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None] | None, Command]] = {
+_COMMANDS: dict[str, tuple[str, AddOptions | None, Command]] = {
     "run": ("serve breakers over Modbus TCP/RTU", _add_run, _cmd_run),
-    "simulate": ("run the MCU twin on TCP or a pty", _add_simulate, _cmd_simulate),
+    "simulate": ("run the MCU twin on TCP or a pty", add_simulate, cmd_simulate),
     "check": ("validate register maps", _add_check, _cmd_check),
     "docs": ("print a map's register table", _add_docs, _cmd_docs),
     "schema": ("print the map format's JSON Schema", None, _cmd_schema),
     "export": ("write client configs from a map", add_export_options, cmd_export),
-    "discover": ("list an unknown breaker's datapoints", _add_discover, _cmd_discover),
-    "sniff": ("decode TuyaMCU traffic", _add_sniff, _cmd_sniff),
+    "discover": ("list an unknown breaker's datapoints", add_discover, cmd_discover),
+    "sniff": ("decode TuyaMCU traffic", add_sniff, cmd_sniff),
     "maps": ("list the shipped maps (--map NAME)", None, maps_command),
 }
 

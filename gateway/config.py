@@ -1,30 +1,49 @@
-"""The multi-device gateway file (``gateway.yaml``): Modbus listeners, write policy, devices.
+"""The gateway configuration: from ``gateway.yaml`` (listeners, write policy, devices) or from
+the single-device flags of ``run``.
 
 Every problem is collected and reported at once as ``file:line: path: message``; relative map
-and capture paths are resolved against the directory of the config file.
+and capture paths are resolved against the directory of the config file. Link URLs are checked
+here, before anything is bound: a link that can never open is a configuration error.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import gateway.twin  # noqa: F401 - registers sim:// and how to check its URLs
 from gateway.errors import ConfigError
 from gateway.modbus.server import RtuListener, TcpListener
 from gateway.regmap.shipped import resolve_map
-from gateway.regmap.yaml_schema import Bool, Checked, Int, Key, ListOf, Num, Str, check_yaml, obj
+from gateway.regmap.yaml_check import check_yaml
+from gateway.regmap.yaml_read import read_text
+from gateway.regmap.yaml_schema import Bool, Checked, Int, Key, ListOf, Node, Num, Str, obj
+from gateway.tuya.openers import link_problem
 from gateway.tuya.payloads import MAC_PATTERN
-from gateway.web.options import HTTP_SCHEMA, HttpListener, http_from_yaml
+from gateway.web.options import HTTP_SCHEMA, HttpListener, http_from_args, http_from_yaml
 
 __all__ = [
     "CONFIG_SCHEMA",
+    "SECTIONS",
     "DeviceConfig",
     "GatewayConfig",
+    "Section",
     "WritePolicy",
+    "add_run_options",
+    "config_from_args",
     "load_config",
     "parse_host_port",
 ]
+
+DEFAULT_MAP = "register_map.yaml"
+DEFAULT_TCP = "127.0.0.1:5020"
+DEFAULT_CAPTURE_MAX_MB = 50.0
+_UNITS = (1, 247)  # the Modbus unit ids a server may answer as
+_UNIT = Int(*_UNITS, "Modbus unit id")
+_LINK_HELP = "/dev/ttyUSB0, socket://host:port, rfc2217://host:port, sim://[variant]"
 
 _BAUD = Int(1200, 4_000_000, "bits per second")
 _TCP = obj(
@@ -47,14 +66,28 @@ _RTU = obj(
 )
 _DEVICE = obj(
     "one breaker",
-    unit=Key(Int(1, 247), True),
-    link=Key(Str(description="/dev/ttyUSB0, socket://host:port, sim://[variant]"), True),
+    unit=Key(_UNIT, True),
+    link=Key(Str(description=_LINK_HELP), True),
     map=Str(description="register map, relative to this file, or auto (from the product key)"),
     baudrate=_BAUD,
     capture=Str(description="JSON-lines capture of the TuyaMCU traffic"),
     module_mac=Str(pattern=MAC_PATTERN, description="MAC answered to 0x2D; default: from link"),
     capture_max_mb=Num(exclusive_minimum=0, description="rotate the capture at this size"),
 )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Section:
+    """A feature's own gateway.yaml section: its schema, and its checked data -> settings."""
+
+    name: str
+    node: Node
+    build: Callable[[Checked, Any], object]
+
+
+# Each feature adds its section here from its own package: one line per feature.
+SECTIONS: tuple[Section, ...] = ()
+
 CONFIG_SCHEMA = obj(
     "tuya-modbus-gateway gateway.yaml",
     modbus=Key(obj("Modbus listeners", tcp=_TCP, rtu=_RTU), True),
@@ -67,6 +100,7 @@ CONFIG_SCHEMA = obj(
     devices=Key(ListOf(_DEVICE, min_items=1), True),
     http=HTTP_SCHEMA,
     state_dir=Str(description="lifetime energy store, relative to this file"),
+    **{section.name: section.node for section in SECTIONS},
 )
 
 
@@ -89,7 +123,7 @@ class DeviceConfig:
     baudrate: int | None = None
     capture: str | None = None
     module_mac: str | None = None
-    capture_max_mb: float = 50.0
+    capture_max_mb: float = DEFAULT_CAPTURE_MAX_MB
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -102,6 +136,7 @@ class GatewayConfig:
     policy: WritePolicy = dataclasses.field(default_factory=WritePolicy)
     http: HttpListener | None = None  # the HTTP endpoint (gateway.web); off by default
     state_dir: str | None = None  # lifetime energy store; None keeps it in memory
+    sections: Mapping[str, object] = dataclasses.field(default_factory=dict)  # by Section.name
 
 
 def parse_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -139,6 +174,8 @@ def _devices(checked: Checked, items: list[Any], base_dir: str) -> tuple[DeviceC
             )
             continue
         seen[item["unit"]] = index
+        if problem := link_problem(item["link"]):
+            checked.error(f"devices[{index}].link", problem)
         devices.append(
             DeviceConfig(
                 unit=item["unit"],
@@ -147,7 +184,7 @@ def _devices(checked: Checked, items: list[Any], base_dir: str) -> tuple[DeviceC
                 baudrate=item.get("baudrate"),
                 capture=_resolve(base_dir, item.get("capture")),
                 module_mac=item.get("module_mac"),
-                capture_max_mb=item.get("capture_max_mb", 50.0),
+                capture_max_mb=item.get("capture_max_mb", DEFAULT_CAPTURE_MAX_MB),
             )
         )
     return tuple(devices)
@@ -168,18 +205,89 @@ def _modbus(checked: Checked, raw: dict[str, Any]) -> tuple[TcpListener | None, 
 
 def load_config(path: str) -> GatewayConfig:
     """Load and validate a gateway file; ConfigError lists every problem with its line."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError([f"{path}: cannot read: {err}"]) from err
-    checked = check_yaml(text, path, CONFIG_SCHEMA)
+    checked = check_yaml(read_text(path, "the gateway file"), path, CONFIG_SCHEMA)
     data = checked.data
     tcp, rtu = _modbus(checked, data.get("modbus", {}))
     devices = _devices(checked, data.get("devices", []), os.path.dirname(os.path.abspath(path)))
-    policy = dict(data.get("write_policy", {}))
+    policy = WritePolicy(**data.get("write_policy", {}))
+    sections = {s.name: s.build(checked, data[s.name]) for s in SECTIONS if s.name in data}
     if checked.errors:
         raise ConfigError(checked.errors)
     http = http_from_yaml(data.get("http"))
     state_dir = _resolve(os.path.dirname(os.path.abspath(path)), data.get("state_dir"))
-    return GatewayConfig(devices, tcp, rtu, WritePolicy(**policy), http, state_dir)
+    return GatewayConfig(devices, tcp, rtu, policy, http, state_dir, sections)
+
+
+# -- the single-device flags of run ----------------------------------------------------------
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """``run``'s device and listener flags, and ``--config`` for a gateway file instead."""
+    parser.add_argument("--link", help=f"MCU link: {_LINK_HELP}")
+    parser.add_argument(
+        "--map", help=f"register map: a file, a shipped name, or auto (default {DEFAULT_MAP})"
+    )
+    parser.add_argument("--unit", type=int, help="Modbus unit id (default 1)")
+    parser.add_argument("--tcp", help=f"Modbus TCP HOST:PORT, or 'off' (default {DEFAULT_TCP})")
+    parser.add_argument("--rtu", metavar="DEVICE", help="Modbus RTU serial port")
+    parser.add_argument("--rtu-baud", type=int, help="default 9600")
+    parser.add_argument("--rtu-parity", choices=("N", "E", "O"), help="default N")
+    parser.add_argument("--rtu-stopbits", type=int, choices=(1, 2), help="default 1")
+    parser.add_argument("--config", help="gateway.yaml with listeners and several devices")
+    parser.add_argument("--capture", metavar="FILE", help="record TuyaMCU traffic (JSON lines)")
+    parser.add_argument(
+        "--capture-max-mb", type=float, metavar="MB", help="rotate the capture (default 50)"
+    )
+    parser.add_argument("--read-only", action="store_true", help="reject every Modbus write")
+
+
+_DEVICE_FLAGS = ("link", "map", "unit", "tcp", "rtu", "rtu_baud", "rtu_parity", "rtu_stopbits")
+
+
+def config_from_args(args: argparse.Namespace) -> GatewayConfig:
+    """The gateway configuration from ``--config`` or from the single-device flags."""
+    if args.config:
+        names = (*_DEVICE_FLAGS, "capture", "capture_max_mb")
+        clash = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) is not None]
+        if clash:
+            raise ConfigError([f"{', '.join(clash)}: not allowed with --config"])
+        config = load_config(args.config)
+        if args.read_only:
+            policy = dataclasses.replace(config.policy, read_only=True)
+            config = dataclasses.replace(config, policy=policy)
+        return dataclasses.replace(config, http=http_from_args(args, config.http))
+    if not args.link:
+        raise ConfigError(["run: --link URL (or --config FILE) is required"])
+    tcp = _tcp_flag(args.tcp or DEFAULT_TCP)
+    rtu = None
+    if args.rtu:
+        rtu = RtuListener(
+            args.rtu, args.rtu_baud or 9600, args.rtu_parity or "N", args.rtu_stopbits or 1
+        )
+    elif any(getattr(args, n) is not None for n in _DEVICE_FLAGS[5:]):
+        raise ConfigError(["--rtu-baud, --rtu-parity, --rtu-stopbits: only with --rtu DEVICE"])
+    if tcp is None and rtu is None:
+        raise ConfigError(["run: --tcp off needs --rtu DEVICE"])
+    unit = 1 if args.unit is None else args.unit
+    errors = [f"--link: {problem}"] if (problem := link_problem(args.link)) else []
+    if not _UNITS[0] <= unit <= _UNITS[1]:  # the same range as devices[].unit in gateway.yaml
+        errors.append(f"--unit: expected {_UNITS[0]}..{_UNITS[1]}, got {unit}")
+    if errors:
+        raise ConfigError(errors)
+    device = DeviceConfig(
+        unit,
+        args.link,
+        args.map or DEFAULT_MAP,
+        capture=args.capture,
+        capture_max_mb=args.capture_max_mb or DEFAULT_CAPTURE_MAX_MB,
+    )
+    policy = WritePolicy(read_only=args.read_only)
+    return GatewayConfig((device,), tcp, rtu, policy, http_from_args(args, None))
+
+
+def _tcp_flag(text: str) -> TcpListener | None:
+    if text == "off":
+        return None
+    try:
+        host, port = parse_host_port(text)
+    except ValueError as err:
+        raise ConfigError([f"--tcp: expected HOST:PORT, got {text!r} ({err})"]) from None
+    return TcpListener(host=host, port=port)

@@ -23,7 +23,6 @@ catch ``GatewayError`` and know nothing unexpected slipped through::
 from __future__ import annotations
 
 __all__ = [
-    "BusyError",
     "ConfigError",
     "DpRecordError",
     "FrameTooLongError",

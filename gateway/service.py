@@ -28,8 +28,8 @@ from gateway.unit.auto import AutoBackend
 from gateway.unit.backend import UnitBackend
 from gateway.unit.cache import DatapointCache
 from gateway.unit.energy import LifetimeEnergy, lifetime_energy
-from gateway.unit.link_status import link_status, product_key_check
 from gateway.unit.state_store import StateStore
+from gateway.unit.status import link_status, product_key_check
 
 if TYPE_CHECKING:
     from gateway.web.server import WebConsole

@@ -19,7 +19,7 @@ from mcu_peer import ScriptedMcu, TcpPeer, eventually
 from gateway.modbus.tables import ExceptionCode, Table
 from gateway.regmap.load import load_map
 from gateway.regmap.specs import RegisterMap
-from gateway.tuya.link import LinkConfig, McuLink
+from gateway.tuya.link import LinkConfig, LinkState, McuLink
 from gateway.tuya.protocol import Command, DpType, DpValue, FrameDecoder, decode_dps
 from gateway.tuya.writes import WriteGate
 from gateway.unit.backend import StatusValues, UnitBackend
@@ -66,7 +66,7 @@ def clock() -> Clock:
 @pytest.fixture
 def cache(clock: Clock) -> DatapointCache:
     cache = DatapointCache(clock)
-    cache.set_link_state("READY")
+    cache.set_link_state(LinkState.READY)
     _feed(cache, *VECTORS)
     cache.update(DpValue.of_value(15, 12))
     cache.update(DpValue.of_bool(16, True))
@@ -146,7 +146,7 @@ def test_unmapped_addresses_and_split_points(backend: UnitBackend) -> None:
 
 
 def test_link_down_makes_datapoints_stale(backend: UnitBackend, cache: DatapointCache) -> None:
-    cache.set_link_state("DOWN")
+    cache.set_link_state(LinkState.DOWN)
     assert backend.read(IR, 0, 1) == NO_RESPONSE
     assert backend.read(Table.COIL, 0, 1) == NO_RESPONSE
     assert backend.read(Table.DISCRETE_INPUT, 17, 1) == [0]  # link_online is never stale
@@ -177,7 +177,7 @@ def test_stale_policies(derived: UnitBackend, cache: DatapointCache) -> None:
     kw = derived.read(IR, 8, 4)
     assert isinstance(kw, list)
     assert struct.unpack(">d", struct.pack(">4H", *kw))[0] == pytest.approx(0.035)
-    cache.set_link_state("DOWN")
+    cache.set_link_state(LinkState.DOWN)
     assert derived.read(IR, 0, 1) == NO_RESPONSE  # exception
     assert derived.read(IR, 12, 2) == [0, 0]  # zero
     nan = derived.read(IR, 8, 4)
@@ -454,7 +454,7 @@ async def test_block_write_over_two_datapoints(writer: UnitBackend, mcu: Mcu) ->
 
 async def test_record_write_needs_a_cached_list(mcu: Mcu, clock: Clock) -> None:
     cache = DatapointCache(clock)
-    cache.set_link_state("READY")
+    cache.set_link_state(LinkState.READY)
     assert await unit(mcu, cache).write(HR, 0, [40], "c") == NO_RESPONSE
     assert mcu.commands() == []
 
@@ -595,8 +595,8 @@ def test_memoised_reads_equal_fresh_ones(
     steps: list[Callable[[], object]] = [
         lambda: None,
         lambda: cache.update(DpValue.of_raw(6, bytes.fromhex("0917 000100 000200"))),
-        lambda: cache.set_link_state("DOWN"),
-        lambda: cache.set_link_state("READY"),
+        lambda: cache.set_link_state(LinkState.DOWN),
+        lambda: cache.set_link_state(LinkState.READY),
         lambda: setattr(clock, "now", clock.now + 100),  # past every max_age
         lambda: cache.update(DpValue.of_bitmap(9, 1 << 3, 4)),
         lambda: cache.update(DpValue.of_value(2, 70000)),  # saturates

@@ -408,7 +408,8 @@ def test_sniff_replay_plays_a_capture_back_to_a_gateway(tmp_path: Path) -> None:
 
 
 def test_default_tcp_listener_is_localhost_only() -> None:
-    from gateway.cli import build_parser, config_from_args
+    from gateway.cli import build_parser
+    from gateway.config import config_from_args
 
     config = config_from_args(build_parser().parse_args(["run", "--link", "sim://"]))
     assert config.tcp is not None
@@ -429,3 +430,89 @@ def test_example_gateway_yaml_is_valid_and_its_maps_load() -> None:
     assert config.devices[0].map_path == str(DEFAULT_MAP)  # relative to the config file
     service = GatewayService(config)  # loads and validates every map, starts nothing
     assert sorted(service.units) == [1, 2]
+
+
+# -- start-up and shutdown (issue 13) --------------------------------------------------------
+BAD_LINKS = {
+    "tcp://127.0.0.1:6668": "did you mean socket://127.0.0.1:6668?",
+    "foo://x": "unknown link scheme foo://",
+    "sim://family_z": "unknown variant 'family_z'",
+    "socket://nohost": "expected socket://HOST:PORT",
+    "socket://h:99999": "socket://h:99999",
+}
+
+
+def test_a_link_that_can_never_open_exits_2_before_binding_anything(tmp_path: Path) -> None:
+    port = free_port()
+    for url, hint in BAD_LINKS.items():
+        result = gateway("run", "--link", url, "--tcp", f"127.0.0.1:{port}")
+        assert result.returncode == 2, (url, result.stderr)
+        assert result.stderr.startswith("--link: "), result.stderr
+        assert hint in result.stderr, result.stderr
+        assert "gateway started" not in result.stderr
+    config = tmp_path / "gateway.yaml"
+    config.write_text("modbus: {tcp: {port: 0}}\ndevices:\n  - {unit: 1, link: 'tcp://h:1'}\n")
+    result = gateway("run", "--config", str(config))
+    assert result.returncode == 2
+    assert f"{config}:3: devices[0].link: unknown link scheme tcp://" in result.stderr
+
+
+def test_config_refuses_the_single_device_flags_it_would_ignore(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text('modbus: {tcp: {port: 0}}\ndevices: [{unit: 1, link: "sim://"}]\n')
+    for flags in (["--capture", "x.jsonl"], ["--rtu-baud", "19200"], ["--rtu-parity", "E"]):
+        result = gateway("run", "--config", str(config), *flags)
+        assert result.returncode == 2, (flags, result.stderr)
+        assert f"{flags[0]}: not allowed with --config" in result.stderr
+
+
+def test_a_serial_port_that_refuses_its_settings_is_one_line_and_exit_1() -> None:
+    result = gateway("run", "--link", "sim://", "--tcp", "off", "--rtu", "/dev/null")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: "), result.stderr
+
+
+SIGNAL_RUNS = {
+    "check": ("check", "register_map.yaml", "maps/sdm120.yaml", "maps/tongou_tosmr1.yaml"),
+    "run": ("run", "--link", "sim://", "--tcp", "127.0.0.1:0"),
+}
+
+
+def _wait_until_importing(pid: int) -> None:
+    """Until process ``pid`` has loaded PyYAML's C extension: the gateway's imports have begun."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            if "_yaml" in Path(f"/proc/{pid}/maps").read_text():
+                return
+        except (FileNotFoundError, ProcessLookupError):
+            return  # it has ended already
+        time.sleep(0.001)
+
+
+def test_sigint_and_sigterm_at_any_moment_exit_cleanly() -> None:
+    """Imports, map loading, start-up, serving: 0, 130 or 143, and never a traceback.
+
+    The moments are counted from when the gateway's imports have begun (PyYAML is loaded):
+    before that the interpreter itself is starting, and what a signal does there is Python's
+    business, not ours. The same holds once the interpreter
+    is finalizing (it restores the default handlers): a signal there ends the process by the
+    signal itself (-2 or -15 here), which shells and systemd count as 130/143 and clean.
+    """
+    for name, args in SIGNAL_RUNS.items():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            for delay in (0.0, 0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 0.8):
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "gateway", *args],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    cwd=ROOT,
+                )
+                _wait_until_importing(proc.pid)
+                time.sleep(delay)
+                proc.send_signal(sig)
+                _, err = proc.communicate(timeout=TIMEOUT_S)
+                what = f"{name} {sig.name} after {delay} s"
+                assert proc.returncode in (0, 128 + sig, -sig), (what, proc.returncode, err)
+                assert b"Traceback" not in err, (what, err.decode())

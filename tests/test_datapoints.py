@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import enum
 
 import pytest
 
 from gateway.errors import McuTimeoutError
+from gateway.tuya.link import LinkState
 from gateway.tuya.protocol import DpValue
 from gateway.unit.cache import DatapointCache
-
-
-class FakeLinkState(enum.Enum):
-    """Stands in for gateway.tuya.link.LinkState: the cache matches READY by name."""
-
-    STOPPED = 1
-    READY = 4
-    DOWN = 5
 
 
 class Clock:
@@ -61,8 +53,8 @@ def test_staleness_from_link_state_and_max_age() -> None:
     cache = DatapointCache(clock)
     cache.update(DpValue.of_value(1, 5))
     assert cache.snapshot().is_stale(1)  # link not READY yet
-    cache.set_link_state(FakeLinkState.READY)
-    assert cache.link_state == "READY"
+    cache.set_link_state(LinkState.READY)
+    assert cache.link_state is LinkState.READY
     assert not cache.snapshot().is_stale(1)
     assert not cache.snapshot().is_stale(1, max_age_s=10)
     assert cache.snapshot().is_stale(2)  # never reported
@@ -72,19 +64,9 @@ def test_staleness_from_link_state_and_max_age() -> None:
     assert snap.is_stale(1, max_age_s=10)
     assert not snap.is_stale(1, max_age_s=11)
     assert not snap.is_stale(1)
-    cache.set_link_state(FakeLinkState.DOWN)
+    cache.set_link_state(LinkState.DOWN)
     assert cache.snapshot().is_stale(1)
     assert not cache.snapshot().link_ready
-
-
-@pytest.mark.parametrize(
-    ("state", "ready"),
-    [("READY", True), ("ready", True), ("LinkState.READY", True), ("HANDSHAKE", False)],
-)
-def test_link_state_by_name(state: str, ready: bool) -> None:
-    cache = DatapointCache()
-    cache.set_link_state(state)
-    assert cache.snapshot().link_ready is ready
 
 
 def test_data_age_is_the_newest_report() -> None:

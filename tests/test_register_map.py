@@ -139,7 +139,7 @@ def test_schema_errors() -> None:
         "15: input_registers[1].name: 'Bad-Name' does not match ^[a-z][a-z0-9_]*$",
         "16: input_registers[2].address: -1 is below the minimum 0",
         "16: input_registers[2].colour: unknown key 'colour' (known: name, address, source,"
-        " format, registers, word_order, scale, stale, writable, description, unit)",
+        " format, registers, word_order, scale, stale, saturate, writable, description, unit)",
         "17: input_registers[3]: missing required key 'source'",
         "18: input_registers[4].source: expected a source text or a number or a mapping,"
         " got a list",

@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 import struct
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.errors import WriteRejectedError
+from gateway.errors import ConfigError, WriteRejectedError
+from gateway.modbus.tables import ExceptionCode, Table
+from gateway.regmap.load import RegisterMap, load_map, map_json_schema, parse_map
 from gateway.regmap.registers import (
     FLOAT_FORMATS,
     FORMATS,
@@ -22,6 +25,14 @@ from gateway.regmap.registers import (
     nan_words,
     register_count,
 )
+from gateway.regmap.status import STATUS_VALUES, StatusKind
+from gateway.regmap.vocab import DerivedOp
+from gateway.tuya.link import LinkState
+from gateway.tuya.protocol import DpValue
+from gateway.unit.backend import BackendStats
+from gateway.unit.cache import DatapointCache
+from gateway.unit.reads import encode_point
+from gateway.unit.status import link_status, unit_status
 
 # float32 230.5 is 43 66 80 00 in big-endian bytes (A B C D)
 FLOAT_230_5 = {
@@ -246,3 +257,82 @@ def test_float32_round_trip(order: str, value: float) -> None:
 def test_float64_round_trip(order: str, value: float) -> None:
     words = encode_value(value, "float64", word_order=order).words
     assert float(decode_value(words, "float64", word_order=order)) == value
+
+
+# -- values out of range (issue 13): clamp or exception per point, a per-point flag ----------
+SATURATE_MAP = Path(__file__).parent / "maps" / "saturate.yaml"
+
+
+def _read(regmap: RegisterMap, *reports: DpValue) -> dict[str, tuple[object, bool]]:
+    """Every point's encoding (words or exception code, saturated) after ``reports``."""
+    cache = DatapointCache()
+    cache.set_link_state(LinkState.READY)
+    for report in reports:
+        cache.update(report)
+    snapshot = cache.snapshot()
+    return {
+        point.name: encode_point(point, regmap.datapoints, snapshot, {"writes_confirmed": 7})
+        for table in Table
+        for point in regmap.points(table)
+    }
+
+
+def test_a_value_too_big_for_its_format_is_clamped_or_refused_per_point() -> None:
+    regmap = load_map(SATURATE_MAP)
+    read = _read(regmap, DpValue.of_value(1, 16_777_000), DpValue.of_value(2, 500))
+    assert read["current"] == ((65535,), True)  # 16,777 A × 10 does not fit a uint16
+    assert read["current_strict"] == (ExceptionCode.SERVER_DEVICE_FAILURE, True)
+    assert read["current_clamped"] == ((1,), False)
+    assert read["current_strict_clamped"] == ((1,), False)
+    assert read["energy"] == ((0, 500), False)
+    assert read["energy_clamped"] == ((0,), False)
+    assert read["writes_confirmed"] == ((0, 7), False)
+
+
+def test_a_value_outside_the_declared_min_max_is_clamped_and_flagged() -> None:
+    regmap = load_map(SATURATE_MAP)
+    read = _read(
+        regmap,
+        DpValue.of_value(1, 1_500),  # 1.5 A
+        DpValue.of_value(2, -500),  # -5 kWh: the map declares min 0
+        DpValue.of_value(3, 250),  # 250 W: the map declares max 100
+    )
+    assert read["current"] == ((15,), False)
+    assert read["current_clamped"] == ((0,), False)
+    assert read["current_strict_clamped"] == ((0,), False)
+    assert read["energy"] == ((0, 0), True)
+    assert read["energy_clamped"] == ((1,), False)
+    words = read["power_kw"][0]
+    assert isinstance(words, tuple)
+    assert struct.unpack(">f", struct.pack(">2H", *words))[0] == pytest.approx(0.1)
+    assert read["power_kw"][1] is True  # an input out of its range taints what is derived
+
+
+def test_saturated_names_a_point_of_the_map() -> None:
+    text = SATURATE_MAP.read_text().replace("status.saturated.energy", "status.saturated.enrgy")
+    with pytest.raises(ConfigError) as caught:
+        parse_map(text, "m.yaml")
+    assert caught.value.errors == [
+        "m.yaml:12: input_registers[4].source: unknown point 'enrgy': expected one of current,"
+        " current_strict, energy, power_kw, writes_confirmed (did you mean 'energy'?)"
+    ]
+
+
+def test_the_status_table_is_what_the_unit_produces() -> None:
+    from gateway.tuya.link import LinkConfig, McuLink
+
+    link = link_status(McuLink(LinkConfig("sim://")))
+    values = unit_status(DatapointCache().snapshot(), BackendStats(), link)
+    assert set(values) == set(STATUS_VALUES)
+    for name, status in STATUS_VALUES.items():  # and the checker accepts every one
+        text = status.kind is StatusKind.TEXT
+        fmt = "string, registers: 8" if text else "uint32"
+        point = f"{{name: p, address: 0, source: status.{name}, format: {fmt}}}"
+        parse_map(f"device: {{name: x}}\ndatapoints: {{}}\ninput_registers: [{point}]\n")
+
+
+def test_every_derived_operation_has_its_schema() -> None:
+    schema = map_json_schema()
+    options = schema["$defs"]["source"]["anyOf"]
+    keys = {key for option in options for key in option.get("required", ())}
+    assert {str(op) for op in DerivedOp} <= keys

@@ -153,7 +153,7 @@ class ModbusService:
 def _check(
     backends: dict[int, UnitBackend], tcp: TcpListener | None, rtu: RtuListener | None
 ) -> None:
-    errors = [f"unit id {unit} is not in 1..247" for unit in backends if not 1 <= unit <= 247]
+    errors = []  # unit ids are checked once, with the configuration (gateway.config)
     if tcp is not None and tcp.unknown_unit_exception not in (0x0A, 0x0B):
         errors.append(
             f"tcp.unknown_unit_exception must be 0x0A or 0x0B, not {tcp.unknown_unit_exception}"

@@ -18,6 +18,7 @@ from gateway.regmap.specs import (
     RecordSpec,
     TuyaSpec,
 )
+from gateway.regmap.vocab import to_fraction
 from gateway.tuya.protocol import DpType, DpValue
 
 __all__ = ["build_datapoints", "build_device", "build_tuya", "keepalive_value"]
@@ -47,10 +48,8 @@ _TYPE_KEYS = {
 }
 
 
-def _frac(value: object) -> Fraction | None:
-    if value is None:
-        return None
-    return Fraction(repr(value)) if isinstance(value, float) else Fraction(str(value))
+def _frac(value: Any) -> Fraction | None:
+    return None if value is None else to_fraction(value)
 
 
 def build_device(raw: Mapping[str, Any]) -> DeviceSpec:
@@ -229,7 +228,7 @@ def keepalive_value(spec: DatapointSpec, value: object) -> DpValue:
     if spec.dp_type is DpType.STRING and isinstance(value, str):
         return DpValue.of_string(spec.dpid, value)
     if isinstance(value, int | float) and not isinstance(value, bool):
-        wire = Fraction(repr(value)) / Fraction(10) ** spec.scale
+        wire = to_fraction(value) / Fraction(10) ** spec.scale
         if wire.denominator == 1 and spec.dp_type is DpType.VALUE:
             return DpValue.of_value(spec.dpid, wire.numerator)
         if wire.denominator == 1 and spec.dp_type is DpType.ENUM:

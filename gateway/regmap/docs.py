@@ -10,7 +10,8 @@ from fractions import Fraction
 from gateway.modbus.tables import Table
 from gateway.regmap.registers import INTEGER_FORMATS
 from gateway.regmap.sources import source_range
-from gateway.regmap.specs import DpSource, PointSpec, RegisterMap, StatusSource
+from gateway.regmap.specs import DpSource, PointSpec, RegisterMap, SaturationSource, StatusSource
+from gateway.regmap.vocab import Format, SourceKind
 
 __all__ = ["COLUMNS", "SCALE_SENTENCE", "point_unit", "render_csv", "render_markdown", "table_rows"]
 
@@ -45,7 +46,7 @@ def table_rows(register_map: RegisterMap) -> Iterator[tuple[str, ...]]:
                 str(point.count),
                 point.name,
                 point.format,
-                point.word_order if point.count > 1 and point.format != "string" else "",
+                point.word_order if point.count > 1 and point.format is not Format.STRING else "",
                 str(point.scale) if point.format in INTEGER_FORMATS else "",
                 point_unit(register_map, point),
                 "rw" if point.writable else "r",
@@ -77,13 +78,13 @@ def point_unit(register_map: RegisterMap, point: PointSpec) -> str:
 
 def _source_unit(register_map: RegisterMap, point: PointSpec) -> str:
     source = point.source
-    if not isinstance(source, DpSource) or source.kind in ("bit", "enabled"):
+    if not isinstance(source, DpSource) or source.kind in (SourceKind.BIT, SourceKind.ENABLED):
         return ""
     spec = register_map.datapoints[source.datapoint]
     member = source.member or ""
-    if source.kind == "field" and member in spec.fields:
+    if source.kind is SourceKind.FIELD and member in spec.fields:
         return spec.fields[member].unit
-    if source.kind == "record" and member in spec.records:
+    if source.kind is SourceKind.RECORD and member in spec.records:
         return spec.records[member].unit
     return spec.unit
 
@@ -92,6 +93,8 @@ def _source_text(register_map: RegisterMap, point: PointSpec) -> str:
     source = point.source
     if isinstance(source, StatusSource):
         return f"gateway status: {source.name}"
+    if isinstance(source, SaturationSource):
+        return f"1 while {source.point} reads a clamped value"
     if not isinstance(source, DpSource):
         return ""
     spec = register_map.datapoints[source.datapoint]

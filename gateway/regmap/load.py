@@ -11,6 +11,7 @@ point per address), so clients that read large blocks never meet an unmapped add
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import re
@@ -23,7 +24,13 @@ from gateway.errors import ConfigError
 from gateway.modbus.tables import Table
 from gateway.regmap.datapoints import build_datapoints, build_device, build_tuya
 from gateway.regmap.registers import FLOAT_FORMATS, INTEGER_FORMATS, integer_range, register_count
-from gateway.regmap.schema import TABLE_KEYS, Checked, check_document, map_json_schema
+from gateway.regmap.schema import (
+    TABLE_KEYS,
+    Checked,
+    check_document,
+    map_json_schema,
+    unknown_name,
+)
 from gateway.regmap.shipped import not_found_hint, resolve_map
 from gateway.regmap.sources import is_text_source, parse_source, source_range, source_writable
 from gateway.regmap.specs import (
@@ -32,8 +39,11 @@ from gateway.regmap.specs import (
     EnergySpec,
     PointSpec,
     RegisterMap,
+    SaturationSource,
     StatusSource,
 )
+from gateway.regmap.vocab import Format, Saturate, StalePolicy, WordOrder
+from gateway.regmap.yaml_read import read_text
 from gateway.tuya.protocol import DpType
 
 __all__ = ["RegisterMap", "load_map", "map_json_schema", "parse_map"]
@@ -46,14 +56,9 @@ _TEXT_NEEDED = "the string format needs a string datapoint or status.product_key
 def load_map(path: str | os.PathLike[str]) -> RegisterMap:
     """Load and validate the map at ``path``; ConfigError lists every problem."""
     filename = resolve_map(os.fspath(path))
-    try:
-        with open(filename, encoding="utf-8") as stream:
-            text = stream.read()
-    except FileNotFoundError as err:
-        raise ConfigError([f"{filename}: cannot read the map{not_found_hint()}"]) from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError([f"{filename}: cannot read the map: {err}"]) from err
-    return parse_map(text, filename)
+    if not os.path.exists(filename):
+        raise ConfigError([f"{filename}: cannot read the map{not_found_hint()}"])
+    return parse_map(read_text(filename, "the map"), filename)
 
 
 def parse_map(text: str, filename: str = "<map>") -> RegisterMap:
@@ -124,7 +129,35 @@ def _tables(
         points += _fill(checked, key, table, data.get("fill", {}).get(key, ()), points)
         points.sort(key=lambda p: p.address)
         tables[table] = tuple(points)
-    return MappingProxyType(tables)
+    return MappingProxyType(_watch_saturation(checked, names, tables))
+
+
+def _watch_saturation(
+    checked: Checked, paths: Mapping[str, str], tables: dict[Table, tuple[PointSpec, ...]]
+) -> dict[Table, tuple[PointSpec, ...]]:
+    """Each ``status.saturated.point`` source given the point it watches."""
+    by_name = {point.name: point for points in tables.values() for point in points}
+    known = [n for n, p in by_name.items() if not isinstance(p.source, SaturationSource)]
+    watched = {}
+    for table, points in tables.items():
+        resolved = []
+        for point in points:
+            source = point.source
+            if isinstance(source, SaturationSource):
+                target = by_name.get(source.point)
+                if target is None or isinstance(target.source, SaturationSource):
+                    known = [
+                        n for n, p in by_name.items() if not isinstance(p.source, SaturationSource)
+                    ]
+                    message = unknown_name("point", source.point, known)
+                    checked.error(f"{paths[point.name]}.source", message)
+                else:
+                    point = dataclasses.replace(
+                        point, source=SaturationSource(source.point, target)
+                    )
+            resolved.append(point)
+        watched[table] = tuple(resolved)
+    return watched
 
 
 def _fill(
@@ -151,7 +184,7 @@ def _fill(
                 address=address,
                 count=1,
                 source=ConstSource(Fraction(value)),
-                format="bool" if table.is_bits else "uint16",
+                format=Format.BOOL if table.is_bits else Format.UINT16,
                 description=f"fill: reads {value}",
                 line=checked.line(path),
             )
@@ -165,25 +198,16 @@ def _point(
     item: Mapping[str, Any],
     datapoints: Mapping[str, DatapointSpec],
 ) -> PointSpec | None:
-    fmt = item.get("format", "bool" if table.is_bits else "uint16")
+    fmt = Format(item.get("format", Format.BOOL if table.is_bits else Format.UINT16))
     source = parse_source(checked, f"{path}.source", item["source"], datapoints)
     _check_format(checked, path, table, item, fmt)
     if source is None:
         return None
-    writable = _writable(checked, path, table, item, source, datapoints)
-    if table.is_bits or fmt == "string":
-        count = 1 if table.is_bits else item.get("registers", 1)
-    else:
-        count = register_count(fmt)
-    if fmt == "string" and not is_text_source(source, datapoints):
+    count = _count(checked, path, table, item, fmt)
+    if fmt is Format.STRING and not is_text_source(source, datapoints):
         checked.error(f"{path}.format", f"{_TEXT_NEEDED}, and {item['source']!r} is not text")
-    elif fmt != "string" and is_text_source(source, datapoints):
+    elif fmt is not Format.STRING and is_text_source(source, datapoints):
         checked.error(f"{path}.format", f"{item['source']!r} is text: it needs format: string")
-    if item["address"] + count > 0x10000:
-        checked.error(
-            f"{path}.address",
-            f"{count} register(s) from {item['address']} pass the last address 65535",
-        )
     point = PointSpec(
         table=table,
         name=item["name"],
@@ -191,10 +215,11 @@ def _point(
         count=count,
         source=source,
         format=fmt,
-        word_order=item.get("word_order", "ABCD"),
+        word_order=WordOrder(item.get("word_order", WordOrder.ABCD)),
         scale=item.get("scale", 1),
-        stale=item.get("stale", "exception"),
-        writable=writable,
+        stale=StalePolicy(item.get("stale", StalePolicy.EXCEPTION)),
+        saturate=Saturate(item.get("saturate", Saturate.CLAMP)),
+        writable=_writable(checked, path, table, item, source, datapoints),
         registers=item.get("registers"),
         description=item.get("description", ""),
         unit=item.get("unit", ""),
@@ -204,20 +229,34 @@ def _point(
     return point
 
 
+def _count(checked: Checked, path: str, table: Table, item: Mapping[str, Any], fmt: Format) -> int:
+    """How many registers (or bits) the point takes, checked against the last address."""
+    if table.is_bits or fmt is Format.STRING:
+        count = 1 if table.is_bits else int(item.get("registers", 1))
+    else:
+        count = register_count(fmt)
+    if item["address"] + count > 0x10000:
+        checked.error(
+            f"{path}.address",
+            f"{count} register(s) from {item['address']} pass the last address 65535",
+        )
+    return count
+
+
 def _check_format(
-    checked: Checked, path: str, table: Table, item: Mapping[str, Any], fmt: str
+    checked: Checked, path: str, table: Table, item: Mapping[str, Any], fmt: Format
 ) -> None:
-    if table.is_bits and fmt != "bool":
+    if table.is_bits and fmt is not Format.BOOL:
         checked.error(f"{path}.format", f"{table.value}s hold bool points only, not {fmt}")
-    if fmt == "string" and "registers" not in item:
+    if fmt is Format.STRING and "registers" not in item:
         checked.error(path, "a string point needs 'registers' (its length)")
-    if fmt != "string" and "registers" in item:
+    if fmt is not Format.STRING and "registers" in item:
         checked.error(f"{path}.registers", "applies only to the string format")
     if "word_order" in item and register_count(fmt, 1) < 2:
         checked.error(f"{path}.word_order", f"applies only to 32- and 64-bit formats, not {fmt}")
-    if item.get("stale") == "nan" and fmt not in FLOAT_FORMATS:
+    if item.get("stale") == StalePolicy.NAN and fmt not in FLOAT_FORMATS:
         checked.error(f"{path}.stale", f"'nan' applies only to float formats, not {fmt}")
-    if "scale" in item and fmt in ("bool", "string"):
+    if "scale" in item and fmt in (Format.BOOL, Format.STRING):
         checked.error(f"{path}.scale", f"applies only to numeric formats, not {fmt}")
 
 
@@ -230,7 +269,7 @@ def _writable(
     datapoints: Mapping[str, DatapointSpec],
 ) -> bool:
     why_not = source_writable(source, datapoints)  # type: ignore[arg-type]
-    if item.get("format") == "string":
+    if item.get("format") == Format.STRING:
         why_not = why_not or "string points are read-only"
     wanted = item.get("writable")
     if wanted and not table.is_writable:

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from fractions import Fraction
 
 from gateway.errors import WriteRejectedError
+from gateway.regmap.vocab import Format, WordOrder, to_fraction
 
 __all__ = [
     "FLOAT_FORMATS",
     "FORMATS",
     "INTEGER_FORMATS",
-    "STALE_POLICIES",
     "WORD_ORDERS",
     "Encoded",
     "Number",
@@ -29,27 +29,27 @@ __all__ = [
     "integer_range",
     "nan_words",
     "register_count",
-    "to_fraction",
 ]
 
 Number = int | float | Fraction
 
 # name -> (registers, signed); bool is one register (or one bit in the bit tables)
-_INTEGERS = {
-    "bool": (1, False),
-    "uint16": (1, False),
-    "int16": (1, True),
-    "uint32": (2, False),
-    "int32": (2, True),
-    "uint64": (4, False),
-    "int64": (4, True),
+_INTEGERS: dict[str, tuple[int, bool]] = {
+    Format.BOOL: (1, False),
+    Format.UINT16: (1, False),
+    Format.INT16: (1, True),
+    Format.UINT32: (2, False),
+    Format.INT32: (2, True),
+    Format.UINT64: (4, False),
+    Format.INT64: (4, True),
 }
-_FLOATS = {"float32": (2, ">f"), "float64": (4, ">d")}
-FORMATS = (*_INTEGERS, *_FLOATS, "string")
-INTEGER_FORMATS = tuple(name for name in _INTEGERS if name != "bool")
+_FLOATS: dict[str, tuple[int, str]] = {Format.FLOAT32: (2, ">f"), Format.FLOAT64: (4, ">d")}
+FORMATS = tuple(Format)
+INTEGER_FORMATS = tuple(name for name in _INTEGERS if name is not Format.BOOL)
 FLOAT_FORMATS = tuple(_FLOATS)
-WORD_ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")
-STALE_POLICIES = ("exception", "last", "zero", "nan")
+WORD_ORDERS = tuple(WordOrder)
+_SWAPPED_BYTES = (WordOrder.BADC, WordOrder.DCBA)
+_REVERSED_WORDS = (WordOrder.CDAB, WordOrder.DCBA)
 _FLOAT32_MAX = struct.unpack(">f", bytes.fromhex("7f7fffff"))[0]
 
 
@@ -62,7 +62,7 @@ class Encoded:
 
 
 def register_count(fmt: str, registers: int | None = None) -> int:
-    if fmt == "string":
+    if fmt == Format.STRING:
         if registers is None:
             raise ValueError("a string needs its length in registers")
         return registers
@@ -74,31 +74,24 @@ def register_count(fmt: str, registers: int | None = None) -> int:
 def integer_range(fmt: str) -> tuple[int, int]:
     """The smallest and largest integer a bool or integer format holds."""
     count, signed = _INTEGERS[fmt]
-    bits = 1 if fmt == "bool" else 16 * count
+    bits = 1 if fmt == Format.BOOL else 16 * count
     return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-
-
-def to_fraction(value: Number) -> Fraction:
-    """An exact fraction; floats go through their shortest repr so 0.1 stays 1/10."""
-    if isinstance(value, float):
-        return Fraction(repr(value))
-    return Fraction(value)
 
 
 def _to_words(data: bytes, word_order: str) -> tuple[int, ...]:
     words = [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
-    if word_order in ("BADC", "DCBA"):
+    if word_order in _SWAPPED_BYTES:
         words = [((w & 0xFF) << 8) | (w >> 8) for w in words]
-    if word_order in ("CDAB", "DCBA"):
+    if word_order in _REVERSED_WORDS:
         words.reverse()
     return tuple(words)
 
 
 def _from_words(words: Sequence[int], word_order: str) -> bytes:
     ordered = list(words)
-    if word_order in ("CDAB", "DCBA"):
+    if word_order in _REVERSED_WORDS:
         ordered.reverse()
-    if word_order in ("BADC", "DCBA"):
+    if word_order in _SWAPPED_BYTES:
         ordered = [((w & 0xFF) << 8) | (w >> 8) for w in ordered]
     return b"".join(w.to_bytes(2, "big") for w in ordered)
 
@@ -108,11 +101,11 @@ def encode_value(
     fmt: str,
     *,
     scale: int = 1,
-    word_order: str = "ABCD",
+    word_order: str = WordOrder.ABCD,
     registers: int | None = None,
 ) -> Encoded:
     """Register words for ``value × scale`` in ``fmt``, saturated (and flagged) if it overflows."""
-    if fmt == "string":
+    if fmt == Format.STRING:
         return _encode_string(str(value), register_count(fmt, registers))
     if isinstance(value, str):
         raise TypeError(f"{fmt} cannot hold the text {value!r}")
@@ -133,7 +126,7 @@ def encode_value(
 
 def _encode_float(value: float, fmt: str, word_order: str) -> Encoded:
     saturated = False
-    if fmt == "float32" and math.isfinite(value) and abs(value) > _FLOAT32_MAX:
+    if fmt == Format.FLOAT32 and math.isfinite(value) and abs(value) > _FLOAT32_MAX:
         value, saturated = math.copysign(_FLOAT32_MAX, value), True
     return Encoded(_to_words(struct.pack(_FLOATS[fmt][1], value), word_order), saturated)
 
@@ -144,25 +137,27 @@ def _encode_string(text: str, count: int) -> Encoded:
     clipped = data[:size]
     while clipped and _cut_inside_character(data, len(clipped)):
         clipped = clipped[:-1]
-    return Encoded(_to_words(clipped.ljust(size, b"\x00"), "ABCD"), len(clipped) < len(data))
+    return Encoded(
+        _to_words(clipped.ljust(size, b"\x00"), WordOrder.ABCD), len(clipped) < len(data)
+    )
 
 
 def _cut_inside_character(data: bytes, end: int) -> bool:
     return end < len(data) and (data[end] & 0xC0) == 0x80
 
 
-def nan_words(fmt: str, word_order: str = "ABCD") -> tuple[int, ...]:
+def nan_words(fmt: str, word_order: str = WordOrder.ABCD) -> tuple[int, ...]:
     """A quiet NaN in a float format, laid out in ``word_order``."""
     return _to_words(struct.pack(_FLOATS[fmt][1], math.nan), word_order)
 
 
 def decode_value(
-    words: Sequence[int], fmt: str, *, scale: int = 1, word_order: str = "ABCD"
+    words: Sequence[int], fmt: str, *, scale: int = 1, word_order: str = WordOrder.ABCD
 ) -> Fraction:
     """The value a write of ``words`` means (``register / scale``); WriteRejectedError if none."""
     if any(not 0 <= w <= 0xFFFF for w in words):
         raise WriteRejectedError(f"register values must be 0..65535, got {list(words)}")
-    if fmt == "string":
+    if fmt == Format.STRING:
         raise WriteRejectedError("string points are read-only")
     if len(words) != register_count(fmt):
         raise WriteRejectedError(f"{fmt} takes {register_count(fmt)} register(s), got {len(words)}")
@@ -171,7 +166,7 @@ def decode_value(
         return _float_fraction(struct.unpack(_FLOATS[fmt][1], data)[0], fmt) / scale
     signed = _INTEGERS[fmt][1]
     raw = int.from_bytes(data, "big", signed=signed)
-    if fmt == "bool" and raw not in (0, 1):
+    if fmt == Format.BOOL and raw not in (0, 1):
         raise WriteRejectedError(f"a bool register takes 0 or 1, got {raw}")
     return Fraction(raw, scale)
 
@@ -179,8 +174,8 @@ def decode_value(
 def _float_fraction(value: float, fmt: str) -> Fraction:
     if not math.isfinite(value):
         raise WriteRejectedError(f"{value} is not a number that can be written")
-    if fmt == "float64":
-        return Fraction(repr(value))
+    if fmt == Format.FLOAT64:
+        return to_fraction(value)
     # The shortest decimal that rounds to the same float32: 230.1f means 230.1, not 230.099998.
     packed = struct.pack(">f", value)
     for digits in range(1, 10):

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.regmap.layouts import PhaseLayout
-from gateway.regmap.registers import FORMATS, STALE_POLICIES, WORD_ORDERS
+from gateway.regmap.vocab import DerivedOp, Format, Saturate, StalePolicy, WordOrder
+from gateway.regmap.yaml_check import check_yaml
 from gateway.regmap.yaml_schema import (
     NAME_PATTERN,
     AnyOf,
@@ -23,7 +24,6 @@ from gateway.regmap.yaml_schema import (
     Num,
     Ref,
     Str,
-    check_yaml,
     json_schema,
     not_one_of,
     obj,
@@ -31,10 +31,8 @@ from gateway.regmap.yaml_schema import (
 )
 
 __all__ = [
-    "DERIVED_OPS",
     "DP_TYPES",
     "MAP_SCHEMA",
-    "STATUS_VALUES",
     "TABLE_KEYS",
     "Checked",
     "check_document",
@@ -45,26 +43,10 @@ __all__ = [
 
 DP_TYPES = ("bool", "value", "string", "enum", "bitmap", "raw")
 TABLE_KEYS = ("coils", "discrete_inputs", "input_registers", "holding_registers")
-STATUS_VALUES = (
-    "link_online",
-    "handshake_state",
-    "data_age_s",
-    "mcu_reboots",
-    "frames_received",
-    "frames_sent",
-    "checksum_errors",
-    "modbus_requests",
-    "modbus_exceptions",
-    "heartbeat_rtt_ms",
-    "product_key",
-    "register_saturations",
-    "lifetime_energy",
-    "late_confirmations",
-    "broadcast_writes_refused",
-)
-DERIVED_OPS = ("mul", "div", "sum", "sub", "sqrt", "acos_deg")
 _NAME = NAME_PATTERN
-_SOURCE_HELP = "dp, dp.field, dp.bit, dp.record, dp.record.enabled or status.name"
+_SOURCE_HELP = (
+    "dp, dp.field, dp.bit, dp.record, dp.record.enabled, status.name or status.saturated.point"
+)
 _SOURCE_TEXT = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){0,2}$"
 
 
@@ -83,25 +65,25 @@ DEFS: dict[str, Node] = {
             Str(pattern=_SOURCE_TEXT, description=_SOURCE_HELP, label="a source text"),
             Num(description="a constant"),
             obj("a constant", constant=Key(_NUMBER, True)),
-            obj("product of the arguments", mul=Key(_ARGS, True)),
-            obj("sum of the arguments", sum=Key(_ARGS, True)),
-            obj("first argument minus the others", sub=Key(_ARGS, True)),
+            obj("product of the arguments", **{DerivedOp.MUL: Key(_ARGS, True)}),
+            obj("sum of the arguments", **{DerivedOp.SUM: Key(_ARGS, True)}),
+            obj("first argument minus the others", **{DerivedOp.SUB: Key(_ARGS, True)}),
             obj(
                 "first argument divided by the second, bounded to [min, max]",
-                div=Key(ListOf(Ref("source"), 2, 2), True),
+                **{DerivedOp.DIV: Key(ListOf(Ref("source"), 2, 2), True)},
                 min=_NUMBER,
                 max=_NUMBER,
                 on_zero=Num(description="result when the divisor is 0 (default: stale)"),
             ),
             obj(
                 "square root of the argument; a negative argument (rounding) gives 0",
-                sqrt=Key(_ONE_ARG, True),
+                **{DerivedOp.SQRT: Key(_ONE_ARG, True)},
                 min=_LOW,
                 max=_HIGH,
             ),
             obj(
                 "arc cosine in degrees (0..180) of the argument bounded to [-1, 1]",
-                acos_deg=Key(_ONE_ARG, True),
+                **{DerivedOp.ACOS_DEG: Key(_ONE_ARG, True)},
                 min=_LOW,
                 max=_HIGH,
             ),
@@ -205,11 +187,16 @@ _POINT = obj(
     name=Key(Str(pattern=_NAME), True),
     address=Key(Int(0, 65535), True),
     source=Key(Ref("source"), True),
-    format=Str(FORMATS),
+    format=Str(tuple(Format)),
     registers=Int(1, 125, "string length in registers"),
-    word_order=Str(WORD_ORDERS),
+    word_order=Str(tuple(WordOrder)),
     scale=Int(1, 10**9, "register = value × scale"),
-    stale=Str(STALE_POLICIES),
+    stale=Str(tuple(StalePolicy)),
+    saturate=Str(
+        tuple(Saturate),
+        description="a value outside the format or the declared min/max: clamp it (and"
+        " count it), or answer exception 0x04",
+    ),
     writable=Bool(),
     description=_TEXT,
     unit=_TEXT,

@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from gateway.modbus.tables import Table
+from gateway.regmap.vocab import DerivedOp, Format, Saturate, SourceKind, StalePolicy, WordOrder
 from gateway.tuya.protocol import DpType, DpValue
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "PointSpec",
     "RecordSpec",
     "RegisterMap",
+    "SaturationSource",
     "Source",
     "StatusSource",
     "TuyaSpec",
@@ -88,10 +90,10 @@ class DatapointSpec:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class DpSource:
-    """A datapoint, or a member of it: ``kind`` is value, field, bit, record or enabled."""
+    """A datapoint, or a member of it (a field, bit, record or record's enabled flag)."""
 
     datapoint: str
-    kind: str = "value"
+    kind: SourceKind = SourceKind.VALUE
     member: str | None = None
 
 
@@ -103,22 +105,30 @@ class StatusSource:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class SaturationSource:
+    """1 while the point named ``point`` reads a value it had to clamp, else 0."""
+
+    point: str
+    target: PointSpec | None = None  # set once every point is loaded
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ConstSource:
     value: Fraction
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class DerivedSource:
-    """``op`` (mul, sum, sub, div) over ``args``; div is bounded and has a value for x/0."""
+    """``op`` over ``args``, bounded to [min, max]; div has a value for x/0."""
 
-    op: str
+    op: DerivedOp
     args: tuple[Source, ...]
     min: Fraction | None = None
     max: Fraction | None = None
     on_zero: Fraction | None = None
 
 
-Source = DpSource | StatusSource | ConstSource | DerivedSource
+Source = DpSource | StatusSource | ConstSource | DerivedSource | SaturationSource
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -130,10 +140,11 @@ class PointSpec:
     address: int
     count: int
     source: Source
-    format: str
-    word_order: str = "ABCD"
+    format: Format
+    word_order: WordOrder = WordOrder.ABCD
     scale: int = 1
-    stale: str = "exception"
+    stale: StalePolicy = StalePolicy.EXCEPTION
+    saturate: Saturate = Saturate.CLAMP
     writable: bool = False
     registers: int | None = None
     description: str = ""

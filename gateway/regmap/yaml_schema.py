@@ -15,8 +15,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 __all__ = [
     "NAME_PATTERN",
     "AnyOf",
@@ -31,10 +29,11 @@ __all__ = [
     "Obj",
     "Ref",
     "Str",
-    "check_yaml",
     "json_schema",
+    "kind_of",
     "not_one_of",
     "obj",
+    "required_keys",
     "unknown_key",
     "unknown_name",
 ]
@@ -113,7 +112,7 @@ Node = Str | Int | Num | Bool | ListOf | MapOf | Obj | AnyOf | Ref
 
 def obj(doc: str, /, **keys: Node | Key) -> Obj:
     """An object node; plain nodes are optional keys, :class:`Key` marks required ones."""
-    return Obj({k: v if isinstance(v, Key) else Key(v) for k, v in keys.items()}, doc)
+    return Obj({str(k): v if isinstance(v, Key) else Key(v) for k, v in keys.items()}, doc)
 
 
 @dataclasses.dataclass
@@ -139,149 +138,13 @@ class Checked:
         self.errors.append(f"{self.filename}:{self.line(path)}: {path}: {message}")
 
 
-_MISSING = object()
-
-
-class _Checker:
-    def __init__(self, out: Checked, defs: Mapping[str, Node]) -> None:
-        self.out = out
-        self.defs = defs
-        self.constructor = yaml.constructor.SafeConstructor()
-
-    def fail(self, node: yaml.Node, path: str, message: str) -> object:
-        line = node.start_mark.line + 1
-        self.out.lines.setdefault(path, line)
-        self.out.errors.append(f"{self.out.filename}:{line}: {path or '<top>'}: {message}")
-        return _MISSING
-
-    def check(self, spec: Node, node: yaml.Node, path: str) -> object:
-        self.out.lines[path] = node.start_mark.line + 1
-        while isinstance(spec, Ref):
-            spec = self.defs[spec.name]
-        if isinstance(spec, Obj | MapOf):
-            return self._mapping(spec, node, path)
-        if isinstance(spec, ListOf):
-            return self._sequence(spec, node, path)
-        if isinstance(spec, AnyOf):
-            return self._any(spec, node, path)
-        return self._scalar(spec, node, path)
-
-    def _scalar(self, spec: Str | Int | Num | Bool, node: yaml.Node, path: str) -> object:
-        if not isinstance(node, yaml.ScalarNode):
-            return self.fail(node, path, f"expected {_kind(spec)}, got a {_yaml_kind(node)}")
-        value = self.constructor.construct_object(node)
-        if isinstance(spec, Str):
-            return self._string(spec, value, node, path)
-        if isinstance(spec, Bool):
-            ok = isinstance(value, bool)
-        elif isinstance(spec, Int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        else:
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if not ok:
-            return self.fail(node, path, f"expected {_kind(spec)}, got {value!r}")
-        return self._bounds(spec, value, node, path)
-
-    def _string(self, spec: Str, value: object, node: yaml.Node, path: str) -> object:
-        if not isinstance(value, str):
-            return self.fail(node, path, f"expected a string, got {value!r}")
-        if spec.enum is not None and value not in spec.enum:
-            return self.fail(node, path, not_one_of(value, spec.enum))
-        if spec.pattern is not None and not re.match(spec.pattern, value):
-            return self.fail(node, path, f"{value!r} does not match {spec.pattern}")
-        return value
-
-    def _bounds(self, spec: Int | Num | Bool, value: Any, node: yaml.Node, path: str) -> object:
-        if isinstance(spec, Bool):
-            return value
-        if spec.minimum is not None and value < spec.minimum:
-            return self.fail(node, path, f"{value} is below the minimum {spec.minimum}")
-        if isinstance(spec, Int) and spec.maximum is not None and value > spec.maximum:
-            return self.fail(node, path, f"{value} is above the maximum {spec.maximum}")
-        floor = spec.exclusive_minimum if isinstance(spec, Num) else None
-        if floor is not None and value <= floor:
-            return self.fail(node, path, f"{value} must be above {floor}")
-        return value
-
-    def _sequence(self, spec: ListOf, node: yaml.Node, path: str) -> object:
-        if not isinstance(node, yaml.SequenceNode):
-            return self.fail(node, path, f"expected a list, got a {_yaml_kind(node)}")
-        if len(node.value) < spec.min_items:
-            return self.fail(node, path, f"needs at least {spec.min_items} item(s)")
-        if spec.max_items is not None and len(node.value) > spec.max_items:
-            return self.fail(node, path, f"takes at most {spec.max_items} item(s)")
-        items = [self.check(spec.item, item, f"{path}[{i}]") for i, item in enumerate(node.value)]
-        # A broken item stays as None so later items keep their index in error paths.
-        return [None if item is _MISSING else item for item in items]
-
-    def _mapping(self, spec: Obj | MapOf, node: yaml.Node, path: str) -> object:
-        if not isinstance(node, yaml.MappingNode):
-            return self.fail(node, path, f"expected a mapping, got a {_yaml_kind(node)}")
-        result: dict[str, object] = {}
-        seen: set[str] = set()
-        broken = False
-        for key_node, value_node in node.value:
-            key = self.constructor.construct_object(key_node)
-            sub = f"{path}.{key}" if path else str(key)
-            if not isinstance(key, str):
-                self.fail(key_node, path, f"keys must be strings, got {key!r}")
-                continue
-            if key in seen:
-                self.fail(key_node, sub, "duplicate key")
-                continue
-            seen.add(key)
-            if isinstance(spec, Obj) and key not in spec.keys:
-                self.fail(key_node, sub, unknown_key(key, spec.keys))
-                continue
-            value = self.check(_value_spec(spec, key), value_node, sub)
-            if value is _MISSING:
-                self.out.broken.add(sub)
-                broken |= isinstance(spec, Obj) and spec.keys[key].required
-            else:
-                result[key] = value
-        if isinstance(spec, Obj):
-            for name in _required(spec):
-                if name not in seen:
-                    self.fail(node, path, f"missing required key {name!r}")
-                    broken = True
-        return _MISSING if broken else result
-
-    def _any(self, spec: AnyOf, node: yaml.Node, path: str) -> object:
-        if isinstance(node, yaml.MappingNode):
-            present = {self.constructor.construct_object(k) for k, _ in node.value}
-            for option in spec.options:
-                if isinstance(option, Obj) and any(
-                    k.required and name in present for name, k in option.keys.items()
-                ):
-                    return self.check(option, node, path)
-            wanted = [n for o in spec.options if isinstance(o, Obj) for n in _required(o)]
-            return self.fail(node, path, f"expected a mapping with one of {', '.join(wanted)}")
-        if isinstance(node, yaml.ScalarNode):
-            value = self.constructor.construct_object(node)
-            for option in spec.options:
-                if _matches(option, value):
-                    return self.check(option, node, path)
-        kinds = dict.fromkeys(_kind(o) for o in spec.options)
-        return self.fail(node, path, f"expected {' or '.join(kinds)}, got a {_yaml_kind(node)}")
-
-
-def _value_spec(spec: Obj | MapOf, key: str) -> Node:
-    return spec.value if isinstance(spec, MapOf) else spec.keys[key].node
-
-
-def _required(spec: Obj) -> list[str]:
+def required_keys(spec: Obj) -> list[str]:
+    """The names of the keys ``spec`` requires."""
     return [name for name, k in spec.keys.items() if k.required]
 
 
-def _matches(spec: Node, value: object) -> bool:
-    if isinstance(value, bool):
-        return isinstance(spec, Bool)
-    if isinstance(value, int | float):
-        return isinstance(spec, Num | Int)
-    return isinstance(value, str) and isinstance(spec, Str)
-
-
-def _kind(spec: Node) -> str:
+def kind_of(spec: Node) -> str:
+    """How messages name what ``spec`` expects: ``an integer``, ``a mapping``…"""
     if isinstance(spec, Obj) and spec.keys and all(k.required for k in spec.keys.values()):
         return "a mapping"
     if isinstance(spec, Str) and spec.label:
@@ -291,16 +154,11 @@ def _kind(spec: Node) -> str:
     return kinds.get(type(spec), "a value")
 
 
-def _yaml_kind(node: yaml.Node) -> str:
-    if isinstance(node, yaml.MappingNode):
-        return "mapping"
-    return "list" if isinstance(node, yaml.SequenceNode) else "scalar"
-
-
 def not_one_of(value: object, choices: tuple[str, ...] | list[str]) -> str:
     """``'flaot32' is not one of …`` with a close match suggested."""
+    choices = [str(choice) for choice in choices]  # StrEnum members read as their text
     text = f"{value!r} is not one of {', '.join(choices)}"
-    close = difflib.get_close_matches(str(value), list(choices), n=1)
+    close = difflib.get_close_matches(str(value), choices, n=1)
     return f"{text} (did you mean {close[0]!r}?)" if close else text
 
 
@@ -318,30 +176,6 @@ def unknown_key(key: str, known: Mapping[str, Key]) -> str:
     close = difflib.get_close_matches(key, list(known), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
     return f"unknown key {key!r}{hint}"
-
-
-def check_yaml(
-    text: str, filename: str, schema: Node, defs: Mapping[str, Node] | None = None
-) -> Checked:
-    """Parse YAML text and check it against ``schema`` (``defs`` resolve :class:`Ref` s)."""
-    out = Checked({}, {}, [], filename)
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        problem = getattr(err, "problem", None) or str(err)
-        context = getattr(err, "context", None)
-        detail = f"{problem} ({context})" if context else problem
-        out.errors.append(f"{filename}:{line}: <top>: invalid YAML: {detail}")
-        return out
-    if root is None:
-        out.errors.append(f"{filename}:1: <top>: the map is empty")
-        return out
-    data = _Checker(out, defs or {}).check(schema, root, "")
-    if isinstance(data, dict):
-        out.data = data
-    return out
 
 
 def _given(schema: dict[str, Any], **keywords: Any) -> dict[str, Any]:
@@ -378,7 +212,7 @@ def json_schema(spec: Node) -> dict[str, Any]:
     elif isinstance(spec, Obj):
         schema = {"type": "object", "additionalProperties": False}
         schema["properties"] = {name: json_schema(k.node) for name, k in spec.keys.items()}
-        if required := _required(spec):
+        if required := required_keys(spec):
             schema["required"] = required
     else:
         schema = {"anyOf": [json_schema(option) for option in spec.options]}

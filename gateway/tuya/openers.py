@@ -8,19 +8,37 @@ pyserial. Other packages register their own schemes; the MCU twin registers ``si
 from __future__ import annotations
 
 import asyncio
+import difflib
+import importlib.util
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
-__all__ = ["Opener", "open_transport", "register_opener", "registered_schemes"]
+__all__ = [
+    "Opener",
+    "UrlCheck",
+    "link_problem",
+    "open_transport",
+    "register_opener",
+    "registered_schemes",
+]
 
 Opener = Callable[[str, asyncio.Protocol, int], Awaitable[asyncio.BaseTransport]]
 """``opener(url, protocol, baudrate)``: the open transport, ``protocol`` connected to it."""
 
+UrlCheck = Callable[[str], str | None]
+"""``check(url)``: why ``url`` can never open (one line), or None."""
+
 _OPENERS: dict[str, Opener] = {}
+_CHECKS: dict[str, UrlCheck] = {}
+_HOST_PORT_SCHEMES = ("socket", "rfc2217")
+_SCHEME_HINTS = {"tcp": "socket", "telnet": "rfc2217"}
 
 
-def register_opener(scheme: str, opener: Opener) -> None:
-    """Open ``scheme://...`` URLs with ``opener`` from now on."""
+def register_opener(scheme: str, opener: Opener, check: UrlCheck | None = None) -> None:
+    """Open ``scheme://...`` URLs with ``opener`` from now on; ``check`` vets them early."""
     _OPENERS[scheme.lower()] = opener
+    if check is not None:
+        _CHECKS[scheme.lower()] = check
 
 
 def registered_schemes() -> tuple[str, ...]:
@@ -49,3 +67,33 @@ async def _open_serial(
         loop, lambda: protocol, url, baudrate=baudrate
     )
     return transport
+
+
+def link_problem(url: str) -> str | None:
+    """Why the MCU link ``url`` can never open, or None (a device path may appear later)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return None if url.strip() else "the link is empty"
+    if scheme.lower() in _CHECKS:
+        return _CHECKS[scheme.lower()](url)
+    if scheme in _HOST_PORT_SCHEMES:
+        return _host_port_problem(url, scheme)
+    if scheme.isidentifier() and importlib.util.find_spec(f"serial.urlhandler.protocol_{scheme}"):
+        return None  # pyserial's other URL handlers (loop://, spy://, hwgrep://...)
+    known = sorted({*_HOST_PORT_SCHEMES, *_OPENERS})
+    close = difflib.get_close_matches(scheme, known, n=1)
+    hint = _SCHEME_HINTS.get(scheme) or (close[0] if close else "")
+    advice = f" (did you mean {hint}://{rest}?)" if hint else ""
+    names = ", ".join(f"{name}://" for name in known)
+    return f"unknown link scheme {scheme}:// in {url!r}{advice}; known: a device path, {names}"
+
+
+def _host_port_problem(url: str, scheme: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as err:
+        return f"{url!r}: {err}"
+    if parts.hostname and port is not None:
+        return None
+    return f"{url!r}: expected {scheme}://HOST:PORT"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
+from gateway.errors import ConfigError
 from gateway.tuya.openers import register_opener
 from gateway.twin.mcu import McuTwin
 from gateway.twin.options import parse_sim_url
@@ -115,4 +116,12 @@ async def _open(url: str, protocol: asyncio.Protocol, baudrate: int) -> asyncio.
     return transport
 
 
-register_opener("sim", _open)
+def _problem(url: str) -> str | None:
+    try:
+        parse_sim_url(url)
+    except ConfigError as err:
+        return "; ".join(err.errors)
+    return None
+
+
+register_opener("sim", _open, _problem)

@@ -32,14 +32,13 @@ from gateway.regmap.specs import PointSpec, RegisterMap
 from gateway.tuya.writes import WriteGate
 from gateway.unit.cache import CacheSnapshot, DatapointCache
 from gateway.unit.reads import Encoding, PointIndex, encode_point
+from gateway.unit.status import unit_status
 from gateway.unit.values import StatusValues
 from gateway.unit.writer import BackendStats, UnitWriter
 
 __all__ = ["BackendStats", "StatusValues", "UnitBackend"]
 
 _LOGGER = logging.getLogger(__name__)
-_LINK_STATES = ("STOPPED", "CONNECTING", "HANDSHAKE", "READY", "DOWN")
-_STAT_NAMES = BackendStats.__dataclass_fields__.keys()
 
 
 class UnitBackend:
@@ -83,17 +82,7 @@ class UnitBackend:
 
     def status_values(self, snapshot: CacheSnapshot) -> dict[str, bool | int | float | str | None]:
         """Every status value a map can place, live."""
-        state = snapshot.link_state
-        values: dict[str, bool | int | float | str | None] = {
-            "link_online": snapshot.link_ready,
-            "handshake_state": _LINK_STATES.index(state) if state in _LINK_STATES else None,
-            "data_age_s": snapshot.data_age(),
-        }
-        if self._status is not None:
-            values.update(self._status())
-        stats = self.stats
-        values.update((name, getattr(stats, name)) for name in _STAT_NAMES)
-        return values
+        return unit_status(snapshot, self.stats, self._status)
 
     def read(self, table: Table, address: int, count: int) -> list[int] | ExceptionCode:
         """Bits (0/1) or register words from one cache snapshot."""

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 import logging
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from gateway.errors import McuTimeoutError
+from gateway.tuya.link import LinkState
 from gateway.tuya.protocol import DpType, DpValue
 
 __all__ = ["CacheSnapshot", "DatapointCache", "DpEntry"]
 
 _LOGGER = logging.getLogger(__name__)
-_READY = "READY"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -42,13 +41,13 @@ class CacheSnapshot:
     """All DPs and the link state as of one instant."""
 
     entries: Mapping[int, DpEntry]
-    link_state: str
+    link_state: LinkState
     taken_at: float
     last_update: float | None = None
 
     @property
     def link_ready(self) -> bool:
-        return self.link_state == _READY
+        return self.link_state is LinkState.READY
 
     def get(self, dpid: int) -> DpEntry | None:
         return self.entries.get(dpid)
@@ -72,12 +71,6 @@ class CacheSnapshot:
         return max_age_s is not None and age > max_age_s
 
 
-def _state_name(state: object) -> str:
-    if isinstance(state, enum.Enum):
-        return state.name
-    return str(state).rsplit(".", 1)[-1].upper()
-
-
 class DatapointCache:
     """Last value per DP, link state, and waiters for the next report of a DP."""
 
@@ -92,7 +85,7 @@ class DatapointCache:
         self.wrong_type_reports = 0
         self._wrong_types_logged: set[int] = set()
         self._entries: Mapping[int, DpEntry] = MappingProxyType({})
-        self._link_state = "STOPPED"
+        self._link_state = LinkState.STOPPED
         self._last_update: float | None = None
         self._waiters: dict[int, list[asyncio.Future[DpValue]]] = {}
 
@@ -101,7 +94,7 @@ class DatapointCache:
         self._types = types
 
     @property
-    def link_state(self) -> str:
+    def link_state(self) -> LinkState:
         return self._link_state
 
     @property
@@ -143,12 +136,11 @@ class DatapointCache:
             )
         return False
 
-    def set_link_state(self, state: object) -> None:
-        """The link's state listener; any enum or text, READY matched by name."""
-        name = _state_name(state)
-        if name != self._link_state:
-            _LOGGER.debug("link state %s -> %s", self._link_state, name)
-        self._link_state = name
+    def set_link_state(self, state: LinkState) -> None:
+        """The link's state listener."""
+        if state is not self._link_state:
+            _LOGGER.debug("link state %s -> %s", self._link_state.name, state.name)
+        self._link_state = state
 
     def snapshot(self) -> CacheSnapshot:
         return CacheSnapshot(self._entries, self._link_state, self._clock(), self._last_update)

@@ -6,6 +6,11 @@ with that key and rebuilt only when a report or a staleness flip changes the key
 itself (link state, ``max_age_s``) is checked on every request, never memoised. Points that
 read live status values, or a source this module does not know to be pure, are encoded on
 every request.
+
+A value that does not fit its point (its format, or the min/max the map declares) is clamped
+and counted, or with ``saturate: exception`` answered with 0x04 SERVER_DEVICE_FAILURE: the
+request is valid (so not 0x03, which would tell the client to fix its request) and the link
+is fine (so not 0x0B); the gateway cannot produce a truthful value for it right now.
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ from gateway.regmap.specs import (
     DpSource,
     PointSpec,
     RegisterMap,
+    SaturationSource,
     Source,
 )
+from gateway.regmap.vocab import Format, Saturate, StalePolicy
 from gateway.unit.cache import CacheSnapshot
 from gateway.unit.values import StatusValues, read_source
 
@@ -32,9 +39,6 @@ __all__ = ["Encoding", "PointIndex", "PointSlot", "encode_point"]
 
 Encoding = tuple[tuple[int, ...] | ExceptionCode, bool]  # words or exception, saturated
 
-# Derived operations whose result depends on their inputs' values and staleness only. An
-# operation added elsewhere is encoded on every request until it is listed here.
-_PURE_OPS = frozenset({"mul", "sum", "sub", "div", "sqrt", "acos_deg"})
 _MEMO_LIMIT = 4096  # distinct (table, address, count) requests remembered
 
 
@@ -45,14 +49,16 @@ def encode_point(
     status: StatusValues,
 ) -> Encoding:
     """The point's words (or why there are none) and whether the value saturated."""
+    if isinstance(point.source, SaturationSource):
+        return _encode_saturation(point, point.source, datapoints, snapshot, status)
     reading = read_source(point.source, datapoints, snapshot, status)
     value = reading.value
     if reading.stale or value is None:
-        if point.stale == "nan":
+        if point.stale is StalePolicy.NAN:
             return nan_words(point.format, point.word_order), False
-        if point.stale == "zero":
-            value = "" if point.format == "string" else Fraction(0)
-        elif point.stale == "exception" or value is None:
+        if point.stale is StalePolicy.ZERO:
+            value = "" if point.format is Format.STRING else Fraction(0)
+        elif point.stale is StalePolicy.EXCEPTION or value is None:
             return ExceptionCode.GATEWAY_TARGET_NO_RESPONSE, False
     if point.table.is_bits:
         return (1 if value else 0,), False
@@ -63,7 +69,25 @@ def encode_point(
         word_order=point.word_order,
         registers=point.registers,
     )
-    return encoded.words, encoded.saturated
+    saturated = encoded.saturated or reading.clamped
+    if saturated and point.saturate is Saturate.EXCEPTION:
+        return ExceptionCode.SERVER_DEVICE_FAILURE, True
+    return encoded.words, saturated
+
+
+def _encode_saturation(
+    point: PointSpec,
+    source: SaturationSource,
+    datapoints: Mapping[str, DatapointSpec],
+    snapshot: CacheSnapshot,
+    status: StatusValues,
+) -> Encoding:
+    """1 while the watched point reads a clamped (or refused) value, else 0."""
+    assert source.target is not None  # the loader resolves every watched point
+    _, saturated = encode_point(source.target, datapoints, snapshot, status)
+    if point.table.is_bits:
+        return (int(saturated),), False
+    return encode_value(int(saturated), point.format, word_order=point.word_order).words, False
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -142,7 +166,9 @@ def _inputs(
     if isinstance(source, DpSource):
         spec = datapoints[source.datapoint]
         return ((spec.dpid, spec.max_age_s),)
-    if isinstance(source, DerivedSource) and source.op in _PURE_OPS:
+    if isinstance(source, SaturationSource) and source.target is not None:
+        return _inputs(source.target.source, datapoints)
+    if isinstance(source, DerivedSource):
         found: list[tuple[int, float | None]] = []
         for arg in source.args:
             inputs = _inputs(arg, datapoints)

@@ -8,6 +8,7 @@ one, never half of either. ``synchronous=FULL`` makes a committed save survive a
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sqlite3
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from gateway.unit.energy import EnergyState
 
-__all__ = ["STATE_FILE", "StateStore", "default_state_dir", "state_dir_for"]
+__all__ = ["STATE_FILE", "StateStore", "add_state_options", "default_state_dir", "state_dir_for"]
 
 _LOGGER = logging.getLogger(__name__)
 STATE_FILE = "state.sqlite3"
@@ -25,6 +26,11 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS energy ("
     " unit_key TEXT PRIMARY KEY, lifetime TEXT NOT NULL, raw TEXT NOT NULL, at REAL NOT NULL)"
 )
+
+
+def add_state_options(parser: argparse.ArgumentParser) -> None:
+    """``run --state-dir``: where the lifetime energy is kept."""
+    parser.add_argument("--state-dir", help="lifetime energy store (default: the state dir)")
 
 
 def state_dir_for(option: str | None, configured: str | None) -> str:

@@ -1,6 +1,8 @@
 """A point's current value from a cache snapshot and live status: datapoints, status, derived.
 
 Derived values are exact fractions except ``sqrt`` and ``acos_deg``, which go through float.
+A datapoint value outside the min/max its map declares is clamped to them and flagged, so
+the point's ``saturate`` policy decides what the read answers.
 """
 
 from __future__ import annotations
@@ -10,8 +12,16 @@ import math
 from collections.abc import Callable, Mapping
 from fractions import Fraction
 
-from gateway.regmap.registers import to_fraction
-from gateway.regmap.specs import ConstSource, DatapointSpec, DerivedSource, DpSource, Source
+from gateway.regmap.specs import (
+    ConstSource,
+    DatapointSpec,
+    DerivedSource,
+    DpSource,
+    SaturationSource,
+    Source,
+)
+from gateway.regmap.vocab import DerivedOp, SourceKind, to_fraction
+from gateway.tuya.protocol import DpType
 from gateway.unit.cache import CacheSnapshot
 from gateway.unit.dp_codecs import member_value
 
@@ -22,10 +32,11 @@ StatusValues = Mapping[str, bool | int | float | str | None]
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Reading:
-    """A source's value (None: nothing to serve) and whether it is stale."""
+    """A source's value (None: nothing to serve), whether it is stale, whether it was clamped."""
 
     value: Fraction | str | None
     stale: bool
+    clamped: bool = False
 
 
 def read_source(
@@ -41,6 +52,8 @@ def read_source(
         return _read_dp(source, datapoints[source.datapoint], snapshot)
     if isinstance(source, DerivedSource):
         return _derive(source, [read_source(a, datapoints, snapshot, status) for a in source.args])
+    if isinstance(source, SaturationSource):
+        return Reading(None, True)  # served by the reads module, which encodes the target
     value = status.get(source.name)
     if value is None:
         return Reading(None, True)
@@ -55,11 +68,37 @@ def _read_dp(source: DpSource, spec: DatapointSpec, snapshot: CacheSnapshot) -> 
     if entry is None:
         return Reading(None, True)
     value = member_value(spec, source, entry.dp)
-    return Reading(value, stale or value is None)
+    if not isinstance(value, Fraction):
+        return Reading(value, stale or value is None)
+    low, high = _declared(spec, source)
+    bounded = _bound(value, low, high)
+    return Reading(bounded, stale, bounded != value)
+
+
+def _declared(spec: DatapointSpec, source: DpSource) -> tuple[Fraction | None, Fraction | None]:
+    """The min and max the map declares for what ``source`` reads."""
+    if source.kind is SourceKind.FIELD:
+        field = spec.fields[str(source.member)]
+        return field.min, field.max
+    if source.kind is SourceKind.RECORD:
+        record = spec.records[str(source.member)]
+        return record.min, record.max
+    if source.kind is SourceKind.VALUE and spec.dp_type is DpType.VALUE:
+        return spec.min, spec.max
+    return None, None
+
+
+def _bound(value: Fraction, low: Fraction | None, high: Fraction | None) -> Fraction:
+    if low is not None:
+        value = max(value, low)
+    if high is not None:
+        value = min(value, high)
+    return value
 
 
 def _derive(source: DerivedSource, inputs: list[Reading]) -> Reading:
     stale = any(r.stale for r in inputs)
+    clamped = any(r.clamped for r in inputs)
     values = [r.value for r in inputs]
     numbers = [v for v in values if isinstance(v, Fraction)]
     if len(numbers) != len(values):
@@ -67,11 +106,7 @@ def _derive(source: DerivedSource, inputs: list[Reading]) -> Reading:
     result = _OPS[source.op](source, numbers)
     if result is None:
         return Reading(None, stale)
-    if source.min is not None:
-        result = max(result, source.min)
-    if source.max is not None:
-        result = min(result, source.max)
-    return Reading(result, stale)
+    return Reading(_bound(result, source.min, source.max), stale, clamped)
 
 
 def _mul(_: DerivedSource, numbers: list[Fraction]) -> Fraction:
@@ -95,11 +130,12 @@ def _acos_deg(_: DerivedSource, numbers: list[Fraction]) -> Fraction:
     return Fraction(math.degrees(math.acos(cosine)))
 
 
-_OPS: dict[str, Callable[[DerivedSource, list[Fraction]], Fraction | None]] = {
-    "mul": _mul,
-    "sum": lambda _, numbers: sum(numbers, Fraction(0)),
-    "sub": lambda _, numbers: numbers[0] - sum(numbers[1:], Fraction(0)),
-    "div": _div,
-    "sqrt": _sqrt,
-    "acos_deg": _acos_deg,
+_OPS: dict[DerivedOp, Callable[[DerivedSource, list[Fraction]], Fraction | None]] = {
+    DerivedOp.MUL: _mul,
+    DerivedOp.SUM: lambda _, numbers: sum(numbers, Fraction(0)),
+    DerivedOp.SUB: lambda _, numbers: numbers[0] - sum(numbers[1:], Fraction(0)),
+    DerivedOp.DIV: _div,
+    DerivedOp.SQRT: _sqrt,
+    DerivedOp.ACOS_DEG: _acos_deg,
 }
+assert set(_OPS) == set(DerivedOp), "every derived operation needs its function here"

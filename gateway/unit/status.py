@@ -1,18 +1,26 @@
-"""What a unit shows of its link: the live status values, and the product key check at READY."""
+"""The live status values of one unit: exactly the names of ``gateway.regmap.status``.
+
+The table (name, kind, range) is in :mod:`gateway.regmap.status`, because the map checker
+needs it and the regmap layer imports nothing from ``unit``; the values are made here, from
+the cache snapshot, the unit's counters and the link.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
 from gateway.regmap.specs import RegisterMap
 from gateway.tuya.link import LinkState, McuLink
+from gateway.unit.cache import CacheSnapshot
 from gateway.unit.energy import LifetimeEnergy
 from gateway.unit.values import StatusValues
 
-__all__ = ["link_status", "product_key_check"]
+__all__ = ["link_status", "product_key_check", "unit_status"]
 
 _LOGGER = logging.getLogger(__name__)
+_STATES = tuple(LinkState)  # handshake_state is the state's position in this order
 
 
 def link_status(link: McuLink, lifetime: LifetimeEnergy | None) -> Callable[[], StatusValues]:
@@ -68,3 +76,19 @@ def product_key_check(
             )
 
     return on_state
+
+
+def unit_status(
+    snapshot: CacheSnapshot, counters: object, link: Callable[[], StatusValues] | None
+) -> dict[str, bool | int | float | str | None]:
+    """Every status value, live: the link's, the snapshot's and the unit's counters."""
+    values: dict[str, bool | int | float | str | None] = {
+        "link_online": snapshot.link_ready,
+        "handshake_state": _STATES.index(snapshot.link_state),
+        "data_age_s": snapshot.data_age(),
+    }
+    if link is not None:
+        values.update(link())
+    assert dataclasses.is_dataclass(counters)
+    values.update((f.name, getattr(counters, f.name)) for f in dataclasses.fields(counters))
+    return values

@@ -23,6 +23,7 @@ from typing import Any
 from gateway.errors import ConfigError
 from gateway.modbus.tables import Table
 from gateway.regmap.datapoints import build_datapoints, build_device, build_tuya
+from gateway.regmap.fill import FILL_PREFIX, fill_points
 from gateway.regmap.registers import FLOAT_FORMATS, INTEGER_FORMATS, integer_range, register_count
 from gateway.regmap.schema import (
     TABLE_KEYS,
@@ -34,7 +35,6 @@ from gateway.regmap.schema import (
 from gateway.regmap.shipped import not_found_hint, resolve_map
 from gateway.regmap.sources import is_text_source, parse_source, source_range, source_writable
 from gateway.regmap.specs import (
-    ConstSource,
     DatapointSpec,
     EnergySpec,
     PointSpec,
@@ -49,7 +49,6 @@ from gateway.tuya.protocol import DpType
 __all__ = ["RegisterMap", "load_map", "map_json_schema", "parse_map"]
 
 _TABLES = dict(zip(TABLE_KEYS, Table, strict=True))
-_FILL_PREFIX = "fill_0x"
 _TEXT_NEEDED = "the string format needs a string datapoint or status.product_key"
 
 
@@ -119,14 +118,14 @@ def _tables(
                     f"{path}.name", f"duplicate name {item['name']!r} (also {names[item['name']]})"
                 )
             names.setdefault(item["name"], path)
-            if item["name"].startswith(_FILL_PREFIX):
-                checked.error(f"{path}.name", f"names starting {_FILL_PREFIX!r} are for fill")
+            if item["name"].startswith(FILL_PREFIX):
+                checked.error(f"{path}.name", f"names starting {FILL_PREFIX!r} are for fill")
             point = _point(checked, path, table, item, datapoints)
             if point is not None:
                 points.append(point)
         points.sort(key=lambda p: p.address)
         _check_overlaps(checked, names, points)
-        points += _fill(checked, key, table, data.get("fill", {}).get(key, ()), points)
+        points += fill_points(checked, key, table, data.get("fill", {}).get(key, ()), points)
         points.sort(key=lambda p: p.address)
         tables[table] = tuple(points)
     return MappingProxyType(_watch_saturation(checked, names, tables))
@@ -158,37 +157,6 @@ def _watch_saturation(
             resolved.append(point)
         watched[table] = tuple(resolved)
     return watched
-
-
-def _fill(
-    checked: Checked, key: str, table: Table, ranges: list[Any], points: list[PointSpec]
-) -> list[PointSpec]:
-    """A constant point for every address of the fill ranges that no point covers."""
-    covered = {a for p in points for a in range(p.address, p.end)}
-    filled: dict[int, PointSpec] = {}
-    for index, item in enumerate(ranges):
-        path = f"fill.{key}[{index}]"
-        if item is None:
-            continue
-        value = item.get("value", 0)
-        if item["from"] > item["to"]:
-            checked.error(f"{path}.from", f"from {item['from']} is above to {item['to']}")
-        if table.is_bits and value not in (0, 1):
-            checked.error(f"{path}.value", f"{table.value}s hold 0 or 1, not {value}")
-        for address in range(item["from"], item["to"] + 1):
-            if address in covered or address in filled:
-                continue
-            filled[address] = PointSpec(
-                table=table,
-                name=f"{_FILL_PREFIX}{address:04x}",
-                address=address,
-                count=1,
-                source=ConstSource(Fraction(value)),
-                format=Format.BOOL if table.is_bits else Format.UINT16,
-                description=f"fill: reads {value}",
-                line=checked.line(path),
-            )
-    return list(filled.values())
 
 
 def _point(

@@ -1,11 +1,8 @@
 """McuLink: the asyncio link to the breaker's MCU, playing the Tuya WiFi module's role.
 
-It opens the UART (a path, any pyserial URL, or a scheme registered in
-:mod:`gateway.tuya.openers`, such as the twin's ``sim://``), runs the handshake
-(:mod:`gateway.tuya.handshake`), keeps the MCU alive with heartbeats, answers the MCU's own
-requests (:mod:`gateway.tuya.answers`) and publishes every DP report to its listeners. Writes
-are never queued: a write while not READY fails at once, and a write whose confirmation
-window ended is never sent again.
+It opens the UART (a path, a pyserial URL, or a scheme from :mod:`gateway.tuya.openers`), runs
+the handshake, keeps the MCU alive with heartbeats, answers the MCU's own requests and publishes
+every DP report. Writes go through the one gate (:mod:`gateway.tuya.writes`): never queued.
 """
 
 from __future__ import annotations
@@ -59,7 +56,6 @@ class McuLink:
         self._responder = McuResponder(config, self._publish)
         self._writes = WriteGate(self._pace, self._send_if_ready, self.stats, config.max_frame_data)
 
-    # -- listeners -----------------------------------------------------------------------
     def add_report_listener(self, cb: Callable[[DpValue], None]) -> Callable[[], None]:
         return self._reports.add(cb)
 
@@ -75,7 +71,6 @@ class McuLink:
             self._capture.record(direction, frame)
         self._traffic.notify(direction, frame)
 
-    # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
         """Start connecting in the background; returns at once."""
         if self._runner is not None and not self._runner.done():
@@ -144,7 +139,6 @@ class McuLink:
             )
         self._states.notify(state)
 
-    # -- connection loop -----------------------------------------------------------------
     async def _run(self) -> None:
         """Open, handshake, supervise; after a failure wait (doubling), then again."""
         timings = self.config.timings
@@ -240,7 +234,6 @@ class McuLink:
             self.stats,
         )
 
-    # -- incoming frames -----------------------------------------------------------------
     def _on_frame(self, frame: Frame) -> None:
         if frame.command == Command.DP_REPORT:
             parsed = decode_dps(frame.data)
@@ -256,7 +249,6 @@ class McuLink:
             self._writes.offer(dp)
             self._reports.notify(dp)
 
-    # -- commands ------------------------------------------------------------------------
     def _ready_channel(self, what: str) -> FrameChannel:
         channel = self._channel
         if self.state is not LinkState.READY or channel is None or not channel.is_open:
@@ -289,8 +281,7 @@ class McuLink:
 
     async def query_all(self) -> None:
         """Ask the MCU for every DP (0x08); the reports reach the listeners."""
-        channel = self._ready_channel("query all")
-        await channel.pace()
+        await self._ready_channel("query all").pace()
         self._ready_channel("query all").send(Frame(Command.DP_QUERY))
 
     def add_keepalive(self, dp: DpValue, interval_s: float) -> None:
@@ -300,7 +291,7 @@ class McuLink:
             self._spawn_keepalive(dp, interval_s)
 
     def _spawn_keepalive(self, dp: DpValue, interval_s: float) -> None:
-        self._spawn(keep_alive(self._is_ready, self._writes.send_unconfirmed, dp, interval_s))
+        self._spawn(keep_alive(self.is_ready, self._writes.send_unconfirmed, dp, interval_s))
 
-    def _is_ready(self) -> bool:
+    def is_ready(self) -> bool:
         return self.state is LinkState.READY

@@ -97,8 +97,11 @@ class McuTwin:
         self._decoder.feed(data)
         seen = list(self._decoder)
         self.received.extend(seen)  # what the line carried, whether the MCU takes it or not
-        if self.faults.small_rx_buffer:
-            heard = self._sdk_frames(data)
+        if self.faults.small_rx_buffer and not self.wedged:
+            heard = self._sdk.feed(data)  # the SDK's parser and its 24-byte buffer
+            if self._sdk.wedged:
+                _LOGGER.info("twin: a frame longer than the MCU buffer never completes: wedged")
+                self.wedged = True
         else:
             heard = [] if self.wedged else seen
         for frame in heard:
@@ -111,16 +114,6 @@ class McuTwin:
                 self._handle(frame)
             except Exception:  # a twin bug must not kill the transport
                 _LOGGER.exception("twin: failed on %s", frame.describe())
-
-    def _sdk_frames(self, data: bytes) -> list[Frame]:
-        """The frames the SDK's parser and 24-byte buffer take from ``data``."""
-        if self.wedged:
-            return []
-        frames = self._sdk.feed(data)
-        if self._sdk.wedged:
-            _LOGGER.info("twin: a frame longer than the MCU buffer never completes: wedged")
-            self.wedged = True
-        return frames
 
     # -- test / demo API -----------------------------------------------------------------
     @property

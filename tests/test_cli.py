@@ -474,7 +474,7 @@ def test_a_serial_port_that_refuses_its_settings_is_one_line_and_exit_1() -> Non
 
 
 SIGNAL_RUNS = {
-    "check": ("check", "register_map.yaml", "maps/sdm120.yaml", "maps/tongou_tosmr1.yaml"),
+    "check": ("check", "register_map.yaml", "sdm120", "tongou_tosmr1"),
     "run": ("run", "--link", "sim://", "--tcp", "127.0.0.1:0"),
 }
 

@@ -318,6 +318,12 @@ def test_saturated_names_a_point_of_the_map() -> None:
     ]
 
 
+# status.lifetime_energy needs an energy section, so every status map carries one
+_ENERGY = (
+    "datapoints: {e: {id: 1, type: value, scale: -2}}\nenergy: {datapoint: e, max_power_w: 1000}\n"
+)
+
+
 def test_the_status_table_is_what_the_unit_produces() -> None:
     from gateway.tuya.link import LinkConfig, McuLink
 
@@ -328,7 +334,7 @@ def test_the_status_table_is_what_the_unit_produces() -> None:
         text = status.kind is StatusKind.TEXT
         fmt = "string, registers: 8" if text else "uint32"
         point = f"{{name: p, address: 0, source: status.{name}, format: {fmt}}}"
-        parse_map(f"device: {{name: x}}\ndatapoints: {{}}\ninput_registers: [{point}]\n")
+        parse_map(f"device: {{name: x}}\n{_ENERGY}input_registers: [{point}]\n")
 
 
 def test_every_derived_operation_has_its_schema() -> None:

@@ -72,7 +72,7 @@ def numeric_points(regmap: RegisterMap, table: Table) -> Iterator[PointSpec]:
 
 
 def _data_type(point: PointSpec) -> str:
-    return "uint16" if point.format == "bool" else point.format
+    return "uint16" if point.format == "bool" else str(point.format)
 
 
 def _precision(regmap: RegisterMap, point: PointSpec) -> int:
@@ -216,7 +216,7 @@ def tag_list(regmap: RegisterMap, unit_id: int) -> str:
         for p in regmap.points(table):
             if p.name.startswith(_FILL):
                 continue
-            words = p.word_order if p.count > 1 and p.format != "string" else ""
+            words = str(p.word_order) if p.count > 1 and p.format != "string" else ""
             scale = "" if table.is_bits or p.format in FLOAT_FORMATS else str(p.scale)
             access = "rw" if p.writable else "r"
             reference = _REFERENCE_BASE[table] + p.address

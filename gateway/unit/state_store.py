@@ -63,7 +63,7 @@ class StateStore:
         db.execute("PRAGMA synchronous=FULL")
         db.execute(_SCHEMA)
         self._connection = db
-        _LOGGER.info("state store %s", self.path)
+        _LOGGER.debug("state store %s", self.path)
 
     @property
     def _db(self) -> sqlite3.Connection:

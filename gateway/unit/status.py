@@ -23,7 +23,9 @@ _LOGGER = logging.getLogger(__name__)
 _STATES = tuple(LinkState)  # handshake_state is the state's position in this order
 
 
-def link_status(link: McuLink, lifetime: LifetimeEnergy | None) -> Callable[[], StatusValues]:
+def link_status(
+    link: McuLink, lifetime: LifetimeEnergy | None = None
+) -> Callable[[], StatusValues]:
     """The live link values a map's status points show."""
 
     def status() -> StatusValues:

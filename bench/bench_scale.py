@@ -46,6 +46,7 @@ def write_config(directory: Path, port: int, sim_query: str) -> Path:
         "    host: 127.0.0.1",
         f"    port: {port}",
         f"    max_connections: {UNITS * CONNS_PER_UNIT + 16}",
+        f"    max_connections_per_ip: {UNITS * CONNS_PER_UNIT + 16}",  # all from 127.0.0.1
         "devices:",
     ]
     for unit in range(1, UNITS + 1):

@@ -31,6 +31,8 @@ _TCP = obj(
     max_connections=Int(1, 10_000),
     idle_timeout_s=Num(exclusive_minimum=0),
     unknown_unit_exception=Int(0x0A, 0x0B, "0x0A or 0x0B for a unit id nobody serves"),
+    max_connections_per_ip=Int(1, 10_000),
+    adu_timeout_s=Num(exclusive_minimum=0, description="an incomplete request is dropped after"),
 )
 _RTU = obj(
     "the Modbus RTU listener on a serial port",

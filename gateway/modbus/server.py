@@ -19,16 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from gateway.errors import ConfigError
+from gateway.modbus.access import Admit, ClientIdentity, Guard, ListenerCounters
 from gateway.modbus.pdu import UnitBackend
 from gateway.modbus.rtu import RtuServer
 from gateway.modbus.session import Router
 from gateway.modbus.tables import ExceptionCode
 from gateway.modbus.tcp import TcpServer
 
-__all__ = ["ModbusService", "RtuListener", "TcpListener", "UnitBackend"]
+__all__ = ["ListenerSecurity", "ModbusService", "RtuListener", "TcpListener", "UnitBackend"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,6 +45,17 @@ class TcpListener:
     max_connections: int = 32
     idle_timeout_s: float = 60.0
     unknown_unit_exception: int = ExceptionCode.GATEWAY_TARGET_NO_RESPONSE
+    max_connections_per_ip: int = 16
+    adu_timeout_s: float = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSecurity:
+    """What a security policy plugs into one TCP listener (all optional)."""
+
+    ssl_context: ssl.SSLContext | None = None
+    admit: Admit | None = None
+    guard: Guard | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,20 +80,26 @@ class ModbusService:
         tcp: TcpListener | None,
         rtu: RtuListener | None,
         identification: dict[int, str] | None = None,
+        *,
+        tls: tuple[TcpListener, ListenerSecurity] | None = None,
+        tcp_security: ListenerSecurity | None = None,
     ) -> None:
         _check(backends, tcp, rtu)
+        if tls is not None:
+            _check(backends, tls[0], None)
         self._tasks: set[asyncio.Task[bytes]] = set()
-        ident = dict(identification or {})
+        self._backends = backends
+        self._ident = dict(identification or {})
         self._tcp: TcpServer | None = None
+        self._tls: TcpServer | None = None
         self._rtu: RtuServer | None = None
         if tcp is not None:
-            router = Router(backends, ident, tcp.unknown_unit_exception, self._tasks)
-            self._tcp = TcpServer(
-                router, tcp.host, tcp.port, tcp.max_connections, tcp.idle_timeout_s
-            )
+            self._tcp = self._tcp_server(tcp, tcp_security or ListenerSecurity())
+        if tls is not None:
+            self._tls = self._tcp_server(*tls)
         if rtu is not None:
             self._rtu = RtuServer(
-                Router(backends, ident, None, self._tasks),
+                Router(backends, self._ident, None, self._tasks),
                 rtu.port,
                 baudrate=rtu.baudrate,
                 parity=rtu.parity,
@@ -89,6 +109,44 @@ class ModbusService:
                 turnaround_delay_s=rtu.turnaround_delay_s,
             )
 
+    def _tcp_server(self, listener: TcpListener, security: ListenerSecurity) -> TcpServer:
+        return TcpServer(
+            self._router_for(listener.unknown_unit_exception, security.guard),
+            listener.host,
+            listener.port,
+            listener.max_connections,
+            listener.idle_timeout_s,
+            max_per_ip=listener.max_connections_per_ip,
+            adu_timeout_s=listener.adu_timeout_s,
+            ssl_context=security.ssl_context,
+            admit=security.admit,
+        )
+
+    def _router_for(
+        self, unknown_unit: int, guard: Guard | None
+    ) -> Callable[[ClientIdentity], Router]:
+        """One shared router, or with a guard one per connection over its guarded backends."""
+        shared = Router(self._backends, self._ident, unknown_unit, self._tasks)
+        if guard is None:
+            return lambda _client: shared
+
+        def router_for(client: ClientIdentity) -> Router:
+            guarded = {u: guard(u, b, client) for u, b in self._backends.items()}
+            return Router(guarded, self._ident, unknown_unit, self._tasks)
+
+        return router_for
+
+    @property
+    def counters(self) -> Mapping[str, ListenerCounters]:
+        """Refusal counters of the TCP and TLS listeners that run."""
+        servers = {"tcp": self._tcp, "tls": self._tls}
+        return {name: s.counters for name, s in servers.items() if s is not None}
+
+    @property
+    def tls_port(self) -> int:
+        """The bound TLS port (0 if TLS is off)."""
+        return self._tls.port if self._tls is not None else 0
+
     @property
     def tcp_port(self) -> int:
         """The bound TCP port (0 if TCP is off)."""
@@ -96,19 +154,21 @@ class ModbusService:
 
     async def start(self) -> None:
         """Bind the TCP port and open the serial port."""
-        if self._tcp is not None:
-            await self._tcp.start()
-        if self._rtu is not None:
-            try:
+        try:
+            for server in (self._tcp, self._tls):
+                if server is not None:
+                    await server.start()
+            if self._rtu is not None:
                 await self._rtu.start()
-            except BaseException:
-                await self.stop()
-                raise
+        except BaseException:
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         """Close everything and cancel writes still running."""
-        if self._tcp is not None:
-            await self._tcp.stop()
+        for server in (self._tcp, self._tls):
+            if server is not None:
+                await server.stop()
         if self._rtu is not None:
             await self._rtu.stop()
         tasks = list(self._tasks)
@@ -130,6 +190,12 @@ def _check(
         errors.append(f"tcp.max_connections must be at least 1, got {tcp.max_connections}")
     if tcp is not None and tcp.idle_timeout_s <= 0:
         errors.append(f"tcp.idle_timeout_s must be positive, got {tcp.idle_timeout_s}")
+    if tcp is not None and tcp.max_connections_per_ip < 1:
+        errors.append(
+            f"tcp.max_connections_per_ip must be at least 1, got {tcp.max_connections_per_ip}"
+        )
+    if tcp is not None and not tcp.adu_timeout_s > 0:
+        errors.append(f"tcp.adu_timeout_s must be positive, got {tcp.adu_timeout_s}")
     if rtu is not None and rtu.parity not in ("N", "E", "O"):
         errors.append(f"rtu.parity must be N, E or O, got {rtu.parity!r}")
     if rtu is not None and rtu.stopbits not in (1, 2):

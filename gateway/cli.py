@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import signal
@@ -24,6 +25,7 @@ from gateway.config import (
 )
 from gateway.errors import ConfigError, GatewayError
 from gateway.modbus.server import RtuListener, TcpListener
+from gateway.security import settings as security
 from gateway.twin.families import VARIANTS
 
 if TYPE_CHECKING:
@@ -102,6 +104,7 @@ def _add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="gateway.yaml with listeners and several devices")
     parser.add_argument("--capture", metavar="FILE", help="record TuyaMCU traffic (JSON lines)")
     parser.add_argument("--read-only", action="store_true", help="reject every Modbus write")
+    security.add_cli_options(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> GatewayConfig:
@@ -113,8 +116,8 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         config = load_config(args.config)
         if args.read_only:
             policy = WritePolicy(read_only=True, switch_interval_s=config.policy.switch_interval_s)
-            config = GatewayConfig(config.devices, config.tcp, config.rtu, policy)
-        return config
+            config = dataclasses.replace(config, policy=policy)
+        return security.apply_cli_options(config, args)
     if not args.link:
         raise ConfigError(["run: --link URL (or --config FILE) is required"])
     tcp: TcpListener | None = None
@@ -127,8 +130,8 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
     rtu = None
     if args.rtu:
         rtu = RtuListener(args.rtu, args.rtu_baud, args.rtu_parity, args.rtu_stopbits)
-    if tcp is None and rtu is None:
-        raise ConfigError(["run: --tcp off needs --rtu DEVICE"])
+    if tcp is None and rtu is None and not args.tls:
+        raise ConfigError(["run: --tcp off needs --rtu DEVICE or --tls HOST:PORT"])
     device = DeviceConfig(
         unit=1 if args.unit is None else args.unit,
         link=args.link,
@@ -137,7 +140,8 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
     )
     if not 1 <= device.unit <= 247:
         raise ConfigError([f"--unit: expected 1..247, got {device.unit}"])
-    return GatewayConfig((device,), tcp, rtu, WritePolicy(read_only=args.read_only))
+    config = GatewayConfig((device,), tcp, rtu, WritePolicy(read_only=args.read_only))
+    return security.apply_cli_options(config, args)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

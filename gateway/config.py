@@ -13,6 +13,7 @@ from typing import Any
 from gateway.errors import ConfigError
 from gateway.modbus.server import RtuListener, TcpListener
 from gateway.regmap.yaml_schema import Bool, Checked, Int, Key, ListOf, Num, Str, check_yaml, obj
+from gateway.security import settings as security
 
 __all__ = [
     "CONFIG_SCHEMA",
@@ -33,6 +34,7 @@ _TCP = obj(
     unknown_unit_exception=Int(0x0A, 0x0B, "0x0A or 0x0B for a unit id nobody serves"),
     max_connections_per_ip=Int(1, 10_000),
     adu_timeout_s=Num(exclusive_minimum=0, description="an incomplete request is dropped after"),
+    **security.TCP_SECURITY_KEYS,
 )
 _RTU = obj(
     "the Modbus RTU listener on a serial port",
@@ -54,11 +56,12 @@ _DEVICE = obj(
 )
 CONFIG_SCHEMA = obj(
     "tuya-modbus-gateway gateway.yaml",
-    modbus=Key(obj("Modbus listeners", tcp=_TCP, rtu=_RTU), True),
+    modbus=Key(obj("Modbus listeners", tcp=_TCP, rtu=_RTU, tls=security.TLS_SCHEMA), True),
     write_policy=obj(
         "gateway-wide write rules", read_only=Bool(), switch_interval_s=Num(minimum=0)
     ),
     devices=Key(ListOf(_DEVICE, min_items=1), True),
+    audit=security.AUDIT_SCHEMA,
 )
 
 
@@ -89,6 +92,9 @@ class GatewayConfig:
     tcp: TcpListener | None = None
     rtu: RtuListener | None = None
     policy: WritePolicy = dataclasses.field(default_factory=WritePolicy)
+    security: security.SecuritySettings = dataclasses.field(
+        default_factory=security.SecuritySettings
+    )
 
 
 def parse_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -138,11 +144,12 @@ def _modbus(checked: Checked, raw: dict[str, Any]) -> tuple[TcpListener | None, 
     tcp = rtu = None
     if "tcp" in raw:
         fields = dict(raw["tcp"])
+        fields.update({k: tuple(fields[k]) for k in security.TCP_SECURITY_KEYS if k in fields})
         tcp = TcpListener(fields.pop("host", "127.0.0.1"), fields.pop("port", 5020), **fields)
     if "rtu" in raw:
         fields = dict(raw["rtu"])
         rtu = RtuListener(port=fields.pop("device"), **fields)
-    if tcp is None and rtu is None and not checked.errors:
+    if tcp is None and rtu is None and "tls" not in raw and not checked.errors:
         checked.error("modbus", "configure at least one listener: tcp or rtu")
     return tcp, rtu
 
@@ -161,4 +168,5 @@ def load_config(path: str) -> GatewayConfig:
     policy = dict(data.get("write_policy", {}))
     if checked.errors:
         raise ConfigError(checked.errors)
-    return GatewayConfig(devices=devices, tcp=tcp, rtu=rtu, policy=WritePolicy(**policy))
+    secure = security.security_from_yaml(data, os.path.dirname(os.path.abspath(path)))
+    return GatewayConfig(devices, tcp, rtu, WritePolicy(**policy), secure)

@@ -18,6 +18,7 @@ from gateway.modbus.server import ModbusService
 from gateway.modbus.server import UnitBackend as ServedUnit
 from gateway.regmap.load import load_map
 from gateway.regmap.specs import RegisterMap
+from gateway.security.runtime import SecurityRuntime
 from gateway.tuya.link import LinkConfig, LinkState, McuLink
 from gateway.unit.backend import StatusValues, UnitBackend
 from gateway.unit.cache import DatapointCache
@@ -87,7 +88,15 @@ class GatewayService:
             for device in config.devices
         }
         backends: dict[int, ServedUnit] = {u: unit.backend for u, unit in self.units.items()}
-        self.modbus = ModbusService(backends, config.tcp, config.rtu)
+        regmaps = {u: unit.register_map for u, unit in self.units.items()}
+        self.security = SecurityRuntime(config.security, config.tcp, regmaps)
+        self.modbus = ModbusService(
+            backends,
+            config.tcp,
+            config.rtu,
+            tls=self.security.tls_listener(),
+            tcp_security=self.security.tcp_security(),
+        )
         self._started = False
 
     def _build_unit(self, device: DeviceConfig, register_map: RegisterMap) -> Unit:
@@ -118,6 +127,7 @@ class GatewayService:
     async def start(self) -> None:
         """Bind the Modbus listeners, then start every link (nothing runs if a bind fails)."""
         await self.modbus.start()
+        self.security.start()
         for unit in self.units.values():
             await unit.link.start()
         self._started = True
@@ -139,6 +149,7 @@ class GatewayService:
         await self.modbus.stop()
         for unit in self.units.values():
             await unit.link.stop()
+        self.security.stop()
         _LOGGER.info("gateway stopped")
 
     def summary(self) -> str:

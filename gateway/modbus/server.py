@@ -47,6 +47,8 @@ class TcpListener:
     unknown_unit_exception: int = ExceptionCode.GATEWAY_TARGET_NO_RESPONSE
     max_connections_per_ip: int = 16
     adu_timeout_s: float = 3.0
+    allow: tuple[str, ...] = ()  # client networks (CIDR); empty: everybody
+    write_allow: tuple[str, ...] | None = None  # who may write over plain TCP; None: everybody
 
 
 @dataclass(frozen=True, slots=True)

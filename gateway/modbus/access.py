@@ -39,6 +39,7 @@ class ListenerCounters:
     refused_limit: int = 0
     closed_malformed: int = 0
     closed_incomplete: int = 0
+    handshake_failed: int = 0
 
     @property
     def refused_connections(self) -> int:

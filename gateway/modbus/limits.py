@@ -41,7 +41,7 @@ class RateLimitedLog:
         if held:
             message += " (%d more from this address in the last %.0f s)"
             args = (*args, held, now - last if last is not None else 0.0)
-        self._logger.warning(message, *args)
+        self._logger.warning(message, *args, stacklevel=2)
         return True
 
 

@@ -12,28 +12,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import struct
 from collections.abc import Callable
 
 from gateway.modbus.access import Admit, ClientIdentity, ListenerCounters, identify
 from gateway.modbus.limits import AddressCounts, RateLimitedLog
+from gateway.modbus.mbap import encode_adu, has_adu, split_adus
 from gateway.modbus.session import OrderedReplies, ReplyContext, Router
+from gateway.modbus.tls_accept import TlsGate
 
 __all__ = ["TcpServer"]
 
 _LOGGER = logging.getLogger(__name__)
 
-_MBAP = struct.Struct(">HHHB")
-MBAP_SIZE = 7
-# length counts the unit id and the PDU: at least unit + function code, at most 1 + 253.
-MIN_LENGTH = 2
-MAX_LENGTH = 254
 # Requests queued behind a slow write before we stop reading from that client.
 MAX_BACKLOG = 256
 # Requests answered per turn of the event loop and connection: bounds the work per event.
 BATCH_ADUS = 16
 # Unsent replies (bytes) before a client that does not read them is no longer read either.
 WRITE_HIGH_WATER = 16 * 1024
+HANDSHAKE_TIMEOUT_S = 10.0  # at least; the ADU timeout if that is longer
 
 RouterFor = Callable[[ClientIdentity], Router]
 
@@ -55,8 +52,7 @@ class TcpServer:
         admit: Admit | None = None,
     ) -> None:
         self.router_for = router_for
-        self._host = host
-        self._port = port
+        self._address = (host, port)
         self.max_connections = max_connections
         self.max_per_ip = max_per_ip or max_connections
         self.idle_timeout_s = idle_timeout_s
@@ -69,32 +65,43 @@ class TcpServer:
         self.counters = ListenerCounters()
         self.warn = RateLimitedLog(_LOGGER)
         self._server: asyncio.Server | None = None
+        self._handshakes: set[asyncio.Task[None]] = set()
 
     @property
     def port(self) -> int:
         """The bound port (useful when asked for port 0)."""
         if self._server is None or not self._server.sockets:
-            return self._port
+            return self._address[1]
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
         """Bind and start accepting."""
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _TcpConnection(self),
-            self._host,
-            self._port,
-            reuse_address=True,
-            ssl=self.ssl_context,
+        self._server = await asyncio.get_running_loop().create_server(
+            self._accept, *self._address, reuse_address=True
         )
         name = "Modbus/TCP Security (TLS)" if self.ssl_context else "Modbus TCP"
-        _LOGGER.info("%s listening on %s:%d", name, self._host, self.port)
+        _LOGGER.info("%s listening on %s:%d", name, self._address[0], self.port)
+
+    def _accept(self) -> asyncio.Protocol:
+        connection = _TcpConnection(self)
+        if self.ssl_context is None:
+            return connection
+        timeout = max(self.adu_timeout_s, HANDSHAKE_TIMEOUT_S)
+        gate = TlsGate(connection, connection.admit, self.ssl_context, timeout, self._failed)
+        return gate.tracked_by(self._handshakes)
+
+    def _failed(self, transport: asyncio.Transport, err: BaseException) -> None:
+        self.counters.handshake_failed += 1
+        client = identify(transport, self.kind)
+        self.warn.warning(client.host, "tls: handshake with %s failed: %s", client.address, err)
 
     async def stop(self) -> None:
         """Stop accepting and close every connection."""
         if self._server is None:
             return
         self._server.close()
+        for task in list(self._handshakes):
+            task.cancel()
         for connection in list(self.connections):
             connection.abort()
         await self._server.wait_closed()
@@ -132,9 +139,8 @@ class _TcpConnection(asyncio.Protocol):
         self._last_activity = 0.0
         self._loop = asyncio.get_running_loop()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+    def admit(self, transport: asyncio.Transport) -> bool:
+        """Check the client's address and the limits; count it as open, or close it."""
         identity = identify(transport, self._server.kind)
         self._peer, self._host = identity.address, identity.host
         reason = self._server.refusal(identity.host)
@@ -143,15 +149,27 @@ class _TcpConnection(asyncio.Protocol):
                 identity.host, "%s: refusing %s: %s", self._server.kind, self._peer, reason
             )
             transport.abort()
+            return False
+        self._transport = transport
+        self._server.connections.add(self)
+        self._server.per_ip.add(self._host)
+        return True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        if self._transport is None and not self.admit(transport):
             return
+        self._transport = transport
+        identity = identify(transport, self._server.kind)
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self._replies = OrderedReplies(
             self._server.router_for(identity), self._peer, self._send, self._backlog_drained
         )
-        self._server.connections.add(self)
-        self._server.per_ip.add(self._host)
         self._last_activity = self._loop.time()
         self._arm_idle_timer(self._server.idle_timeout_s)
+        if self._data:  # arrived with the end of the TLS handshake
+            early, self._data = self._data, b""
+            self.data_received(early)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self in self._server.connections:
@@ -171,7 +189,9 @@ class _TcpConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._replies is None:
-            return  # refused at accept, closing
+            if self._transport is not None:  # admitted, TLS handshake just ending
+                self._data += data
+            return
         self._last_activity = self._loop.time()
         if self._position < len(self._data):
             self._data = self._data[self._position :] + data
@@ -188,37 +208,21 @@ class _TcpConnection(asyncio.Protocol):
         replies, data = self._replies, self._data
         if replies is None or self._transport is None:
             return
-        position, end = self._position, len(data)
-        answered = 0
-        while end - position >= MBAP_SIZE and answered < BATCH_ADUS and not self._paused:
-            tid, pid, length, unit = _MBAP.unpack_from(data, position)
-            if not MIN_LENGTH <= length <= MAX_LENGTH:
-                self._server.counters.closed_malformed += 1
-                self._close_warning(f"MBAP length {length} out of range")
-                return
-            stop = position + 6 + length
-            if stop > end:
-                break
-            answered += 1
-            pdu = data[position + MBAP_SIZE : stop]
-            position = stop
+        adus, self._position, bad = split_adus(data, self._position, BATCH_ADUS)
+        for tid, pid, unit, pdu in adus:
             if pid != 0:
                 _LOGGER.debug("%s: dropped ADU with protocol id %d", self._peer, pid)
                 continue
             replies.submit(unit, pdu, (tid, unit, pdu[0]))
-        self._position = position
-        if answered:
+        if bad is not None:
+            self._server.counters.closed_malformed += 1
+            self._close_warning(f"MBAP length {bad} out of range")
+            return
+        if adus:
             self._arm_adu_timer()
         if replies.backlog > MAX_BACKLOG:
             self._paused.add("backlog")
         self._update_reading()
-
-    def _has_adu(self) -> bool:
-        left = len(self._data) - self._position
-        if left < MBAP_SIZE:
-            return False
-        length = int.from_bytes(self._data[self._position + 4 : self._position + 6], "big")
-        return left >= 6 + length or not MIN_LENGTH <= length <= MAX_LENGTH
 
     def pause_writing(self) -> None:
         # The client does not read its answers: stop reading its requests meanwhile.
@@ -238,7 +242,7 @@ class _TcpConnection(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        more = not self._paused and self._has_adu()
+        more = not self._paused and has_adu(self._data, self._position)
         if more and self._batch_handle is None:
             self._batch_handle = self._loop.call_soon(self._answer_batch)
         paused = bool(self._paused) or more
@@ -252,7 +256,7 @@ class _TcpConnection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         tid, unit, _fc = context
-        transport.write(_MBAP.pack(tid, 0, len(pdu) + 1, unit) + pdu)
+        transport.write(encode_adu(tid, unit, pdu))
 
     def _close_warning(self, reason: str) -> None:
         self._server.warn.warning(self._host, "closing %s: %s", self._peer, reason)

@@ -83,13 +83,13 @@ class GatewayService:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         maps = _load_maps(config.devices)
+        regmaps = {device.unit: maps[device.map_path] for device in config.devices}
+        self.security = SecurityRuntime(config.security, config.tcp, regmaps)
         self.units: dict[int, Unit] = {
             device.unit: self._build_unit(device, maps[device.map_path])
             for device in config.devices
         }
         backends: dict[int, ServedUnit] = {u: unit.backend for u, unit in self.units.items()}
-        regmaps = {u: unit.register_map for u, unit in self.units.items()}
-        self.security = SecurityRuntime(config.security, config.tcp, regmaps)
         self.modbus = ModbusService(
             backends,
             config.tcp,
@@ -106,7 +106,7 @@ class GatewayService:
             register_map,
             cache,
             link.write_dp,
-            _status_of(link),
+            _status_of(link, lambda: self._refusals(device.unit)),
             switch_interval_s=self.config.policy.switch_interval_s,
             read_only=self.config.policy.read_only,
             unit_id=device.unit,
@@ -118,6 +118,15 @@ class GatewayService:
         for keepalive in register_map.tuya.keepalive:
             link.add_keepalive(keepalive.dp, keepalive.interval_s)
         return unit
+
+    def _refusals(self, unit_id: int) -> StatusValues:
+        """The status values of the listeners' refused connections and a unit's refused writes."""
+        listeners = self.modbus.counters.values()
+        writes = self.security.policy.counters.refused_writes_by_unit.get(unit_id, 0)
+        return {
+            "refused_connections": sum(c.refused_connections for c in listeners),
+            "refused_writes": writes,
+        }
 
     @property
     def tcp_port(self) -> int:
@@ -178,7 +187,9 @@ class GatewayService:
         return "\n".join(lines)
 
 
-def _status_of(link: McuLink) -> Callable[[], StatusValues]:
+def _status_of(
+    link: McuLink, more: Callable[[], StatusValues] = dict
+) -> Callable[[], StatusValues]:
     """The live link values a map's status points show."""
 
     def status() -> StatusValues:
@@ -191,6 +202,7 @@ def _status_of(link: McuLink) -> Callable[[], StatusValues]:
             "checksum_errors": stats.checksum_errors,
             "heartbeat_rtt_ms": stats.heartbeat_rtt_ms,
             "product_key": info.product_key if info is not None else None,
+            **more(),
         }
 
     return status

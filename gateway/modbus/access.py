@@ -43,8 +43,8 @@ class ListenerCounters:
 
     @property
     def refused_connections(self) -> int:
-        """Connections closed at accept."""
-        return self.refused_not_allowed + self.refused_limit
+        """Connections closed at accept or in the TLS handshake."""
+        return self.refused_not_allowed + self.refused_limit + self.handshake_failed
 
 
 # Whether a client address may connect at all (checked at accept).

@@ -57,6 +57,8 @@ STATUS_VALUES = (
     "heartbeat_rtt_ms",
     "product_key",
     "register_saturations",
+    "refused_connections",
+    "refused_writes",
 )
 DERIVED_OPS = ("mul", "div", "sum", "sub", "sqrt", "acos_deg")
 _NAME = NAME_PATTERN

@@ -143,7 +143,11 @@ def _tls_from_args(args: argparse.Namespace) -> TlsSettings:
     ]
     if missing:
         raise ConfigError([f"--tls needs {', '.join(missing)}"])
-    host, _, port_text = args.tls.rpartition(":")
+    text: str = args.tls
+    if text.endswith("]") or ":" not in text:  # just a host: the specification's port
+        host, port_text = text, ""
+    else:
+        host, _, port_text = text.rpartition(":")
     try:
         port = int(port_text) if port_text else DEFAULT_TLS_PORT
     except ValueError:

@@ -172,6 +172,8 @@ class GatewayService:
             )
         if rtu is not None:
             listeners.append(f"rtu {rtu.port} {rtu.baudrate} 8{rtu.parity}{rtu.stopbits}")
+        if (tls := self.config.security.tls) is not None:
+            listeners.append(f"tls {tls.listener.host}:{self.modbus.tls_port} (ca {tls.ca})")
         mode = (
             "read-only" if policy.read_only else f"switch interval {policy.switch_interval_s:g} s"
         )

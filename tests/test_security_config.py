@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -25,6 +27,7 @@ from gateway.errors import ConfigError
 from gateway.modbus.server import TcpListener
 from gateway.security.audit import AuditEvent, AuditLog
 from gateway.security.roles import Permission
+from gateway.security.settings import SecuritySettings, TlsSettings
 from gateway.service import GatewayService
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -261,3 +264,51 @@ async def operate(port: int, pki: Pki) -> None:
         assert not reply.isError(), reply
     finally:
         client.close()
+
+
+def readme_openssl_recipe() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Securing the gateway", 1)[1]
+    return section.split("```bash\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.fixture
+def readme_pki(tmp_path: Path) -> Path:
+    """The README's openssl commands, run in tmp_path."""
+    if shutil.which("openssl") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("openssl is missing")
+        pytest.skip("openssl is not installed")
+    subprocess.run(
+        ["bash", "-euc", readme_openssl_recipe()], cwd=tmp_path, check=True, capture_output=True
+    )
+    return tmp_path
+
+
+async def test_readme_openssl_recipe_makes_working_role_certificates(readme_pki: Path) -> None:
+    tmp_path = readme_pki
+    files = {name: str(tmp_path / name) for name in ("server.pem", "server.key", "ca.pem")}
+    tls = TlsSettings(TcpListener("127.0.0.1", 0), *files.values())
+    config = GatewayConfig(
+        (DeviceConfig(1, "sim://?motor_time=0.05"),), None, None, security=SecuritySettings(tls)
+    )
+    service = GatewayService(config)
+    await service.start()
+    try:
+        for role, expected in (("viewer", 0x01), ("operator", None)):
+            context = ssl.create_default_context(cafile=files["ca.pem"])
+            context.load_cert_chain(tmp_path / f"{role}.pem", tmp_path / f"{role}.key")
+            client = AsyncModbusTlsClient(
+                "127.0.0.1", port=service.modbus.tls_port, sslctx=context, timeout=5, retries=0
+            )
+            assert await client.connect()
+            for _ in range(100):  # until the link is READY
+                before = await client.read_coils(1, count=1, device_id=1)
+                if not before.isError():
+                    break
+                await asyncio.sleep(0.1)
+            reply = await client.write_coil(1, not before.bits[0], device_id=1)
+            client.close()
+            assert (reply.exception_code if reply.isError() else None) == expected, role
+    finally:
+        await service.stop()

@@ -1,10 +1,14 @@
 """The audit log: one JSON line per accepted or refused write, from Modbus or any other door.
 
 ``AuditLog.record(AuditEvent(...))`` never blocks: the line goes to a bounded queue and a
-writer thread appends it with a single ``write()`` on an ``O_APPEND`` descriptor, so a crash
-of the gateway never leaves half a line (a line cut by a power loss is closed with a newline
-when the file is opened again). The file rotates to ``FILE.1`` .. ``FILE.<backups>`` when the
-next line would take it past ``max_bytes``.
+writer thread appends it with ``write()`` on an ``O_APPEND`` descriptor. A process killed in
+the middle of that ``write()`` (or a power loss) can still leave part of a line: opening the
+log again cuts that tail off and records it, quoted, in a ``torn line recovered`` event, so
+the file holds whole JSON lines only. The file rotates to ``FILE.1`` .. ``FILE.<backups>``
+when the next line would take it past ``max_bytes``.
+
+Other doors (MQTT, HTTP) log into the same file through the same object: build an
+``AuditEvent`` with their own ``source`` and call ``record``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ __all__ = ["AuditEvent", "AuditLog"]
 
 _LOGGER = logging.getLogger(__name__)
 MAX_QUEUED = 10_000  # lines waiting for a stuck disk before new ones are dropped (and counted)
+TAIL_SEARCH = 1 << 20  # how far back from the end a torn line's start is looked for
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -77,12 +82,10 @@ class AuditLog:
 
     def _open(self) -> int:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        size = os.fstat(fd).st_size
-        if size:
-            with open(self.path, "rb") as handle:
-                handle.seek(size - 1)
-                if handle.read(1) != b"\n":
-                    os.write(fd, b"\n")  # a line torn by a power loss stays alone on its line
+        torn = _cut_torn_tail(self.path)
+        if torn:
+            note = AuditEvent("audit", "-", None, "-", None, None, "torn line recovered")
+            _write_all(fd, dataclasses.replace(note, detail=torn.decode("utf-8", "replace")))
         return fd
 
     def _run(self) -> None:
@@ -91,7 +94,7 @@ class AuditLog:
             try:
                 if os.fstat(self._fd).st_size + len(data) > self.max_bytes:
                     self._rotate()
-                os.write(self._fd, data)
+                _write_all(self._fd, data)
             except OSError as err:
                 _LOGGER.error("audit log %s: %s", self.path, err)
 
@@ -106,3 +109,24 @@ class AuditLog:
         else:
             os.unlink(self.path)
         self._fd = self._open()
+
+
+def _write_all(fd: int, data: bytes | AuditEvent) -> None:
+    """Write everything (``write()`` may write less when a signal arrives)."""
+    view = memoryview(data.line().encode("utf-8") if isinstance(data, AuditEvent) else data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _cut_torn_tail(path: str) -> bytes:
+    """Remove and return the bytes after the file's last newline."""
+    with open(path, "rb+") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        start = max(0, size - TAIL_SEARCH)
+        handle.seek(start)
+        chunk = handle.read()
+        cut = start + chunk.rfind(b"\n") + 1 if b"\n" in chunk else start
+        torn = chunk[cut - start :]
+        if torn:
+            handle.truncate(cut)
+        return torn

@@ -83,7 +83,7 @@ async def start_secure(
     key: Path | None = None,
 ) -> GatewayService:
     tls = TlsSettings(
-        TcpListener("127.0.0.1", 0, allow=tls_allow),
+        TcpListener("127.0.0.1", 0, allow=tls_allow, max_connections_per_ip=4),
         str(cert or pki.server.cert),
         str(key or pki.server.key),
         str(pki.ca.cert),
@@ -337,3 +337,21 @@ async def test_sighup_reloads_the_certificate_without_dropping_clients(
         assert service.units[1].link.state.name == "READY"
     finally:
         await service.stop()
+
+
+async def test_silent_connections_in_the_handshake_count_against_the_address_cap(
+    secure: GatewayService, pki: Pki
+) -> None:
+    port = secure.modbus.tls_port
+    silent = [
+        await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.2", 0))
+        for _ in range(4)
+    ]  # TCP only: they never send a ClientHello
+    try:
+        assert await refused_at_accept(port, "127.0.0.2")  # the fifth is closed at accept
+        async with tls_client(secure, pki, pki.viewer) as client:  # others are served
+            assert not (await client.read_input_registers(0, count=1, device_id=1)).isError()
+        assert secure.modbus.counters["tls"].refused_limit == 1
+    finally:
+        for _, writer in silent:
+            writer.close()

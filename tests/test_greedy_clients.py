@@ -162,3 +162,22 @@ def test_rate_limited_log_counts_what_it_held_back(caplog: pytest.LogCaptureFixt
         "refusing 10.0.0.2",
         "refusing 10.0.0.1 (4 more from this address in the last 61 s)",
     ]
+
+
+async def test_a_write_during_a_flood_is_confirmed(guarded: GatewayService) -> None:
+    port, requests, replies = guarded.tcp_port, 100_000, [0]
+    flooding = asyncio.create_task(flood(port, requests, replies))
+    while replies[0] == 0:  # noqa: ASYNC110 - the flood has started when it gets replies
+        await asyncio.sleep(0.001)
+    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=WAIT_S, retries=0)
+    assert await client.connect()
+    try:
+        before = (await client.read_coils(1, count=1, device_id=1)).bits[0]
+        reply = await client.write_coil(1, not before, device_id=1)  # prepayment
+        assert not reply.isError(), reply  # confirmed by the MCU within its window
+        assert replies[0] < requests
+        assert (await client.read_coils(1, count=1, device_id=1)).bits[0] is (not before)
+    finally:
+        client.close()
+    await flooding
+    assert guarded.units[1].link.state.name == "READY"  # heartbeats kept going

@@ -279,10 +279,8 @@ class _TcpConnection(asyncio.Protocol):
             self._arm_adu_timer()  # complete ADUs wait for their turn: not the client's fault
             return
         self._server.counters.closed_incomplete += 1
-        missing = len(self._data) - self._position
-        self._close_warning(
-            f"incomplete ADU ({missing} bytes) for {self._server.adu_timeout_s:g} s"
-        )
+        got = len(self._data) - self._position
+        self._close_warning(f"{got} bytes of an ADU in {self._server.adu_timeout_s:g} s")
 
     def _arm_idle_timer(self, delay: float) -> None:
         self._idle_handle = self._loop.call_later(delay, self._check_idle)

@@ -26,7 +26,7 @@ from gateway.config import DeviceConfig, GatewayConfig, load_config
 from gateway.errors import ConfigError
 from gateway.modbus.server import TcpListener
 from gateway.security.audit import AuditEvent, AuditLog
-from gateway.security.roles import Permission
+from gateway.security.roles import Permission, decode_role, encode_role
 from gateway.security.settings import SecuritySettings, TlsSettings
 from gateway.service import GatewayService
 
@@ -318,3 +318,23 @@ async def test_readme_openssl_recipe_makes_working_role_certificates(readme_pki:
             assert (reply.exception_code if reply.isError() else None) == expected, role
     finally:
         await service.stop()
+
+
+@pytest.mark.parametrize("role", ["", "operator", "ä" * 70, "x" * 300])
+def test_role_extension_round_trips(role: str) -> None:
+    assert decode_role(encode_role(role)) == role
+
+
+@pytest.mark.parametrize(
+    "der",
+    [
+        b"",
+        b"\x16\x08operator",  # IA5String, not UTF8String
+        b"\x0c\x09operator",  # length past the end
+        b"\x0c\x07operator",  # trailing byte
+        b"\x0c\x83\x00\x00\x01x",  # 3-byte length form
+        b"\x0c\x02\xff\xfe",  # not UTF-8
+    ],
+)
+def test_malformed_role_extensions_mean_no_role(der: bytes) -> None:
+    assert decode_role(der) is None

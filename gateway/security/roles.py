@@ -81,4 +81,5 @@ def encode_role(role: str) -> bytes:
     text = role.encode("utf-8")
     if len(text) < 0x80:
         return bytes((_UTF8_STRING, len(text))) + text
-    return bytes((_UTF8_STRING, 0x82)) + len(text).to_bytes(2, "big") + text
+    size = 1 if len(text) < 0x100 else 2  # DER: the shortest long form
+    return bytes((_UTF8_STRING, 0x80 | size)) + len(text).to_bytes(size, "big") + text

@@ -99,7 +99,8 @@ def make_cert(
         )
     if role is not None:
         builder = builder.add_extension(
-            x509.UnrecognizedExtension(ROLE_OID, encode_role(role)), critical=False
+            x509.UnrecognizedExtension(x509.ObjectIdentifier(ROLE_OID), encode_role(role)),
+            critical=False,
         )
     cert = builder.sign(ca.private_key, hashes.SHA256())
     return _write(directory, stem, cert, key)

@@ -6,9 +6,6 @@ import dataclasses
 import enum
 from collections.abc import Mapping
 
-from cryptography import x509
-from cryptography.x509.oid import ObjectIdentifier
-
 __all__ = [
     "DEFAULT_ROLES",
     "NO_ROLE",
@@ -19,7 +16,7 @@ __all__ = [
     "encode_role",
 ]
 
-ROLE_OID = ObjectIdentifier("1.3.6.1.4.1.50316.802.1")
+ROLE_OID = "1.3.6.1.4.1.50316.802.1"  # Modbus/TCP Security: the role, an ASN.1 UTF8String
 _UTF8_STRING = 0x0C
 
 
@@ -48,10 +45,12 @@ class CertificateIdentity:
 
 def certificate_identity(der: bytes) -> CertificateIdentity:
     """Subject (RFC 4514) and role of a DER certificate; role None without a valid extension."""
+    from cryptography import x509  # only a TLS listener needs it: imported when one runs
+
     cert = x509.load_der_x509_certificate(der)
     subject = cert.subject.rfc4514_string()
     try:
-        extension = cert.extensions.get_extension_for_oid(ROLE_OID).value
+        extension = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(ROLE_OID)).value
     except x509.ExtensionNotFound:
         return CertificateIdentity(subject, None)
     assert isinstance(extension, x509.UnrecognizedExtension)

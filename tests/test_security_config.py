@@ -338,3 +338,11 @@ def test_role_extension_round_trips(role: str) -> None:
 )
 def test_malformed_role_extensions_mean_no_role(der: bytes) -> None:
     assert decode_role(der) is None
+
+
+def test_unreadable_certificate_is_a_config_error_before_anything_binds(tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing.pem")
+    tls = TlsSettings(TcpListener("127.0.0.1", 0), missing, missing, missing)
+    config = GatewayConfig((DeviceConfig(1, "sim://"),), None, security=SecuritySettings(tls))
+    with pytest.raises(ConfigError, match="tls: cannot load"):
+        GatewayService(config)

@@ -355,3 +355,28 @@ async def test_silent_connections_in_the_handshake_count_against_the_address_cap
     finally:
         for _, writer in silent:
             writer.close()
+
+
+async def test_tls_pipelining_flood_does_not_starve_another_client(
+    secure: GatewayService, pki: Pki
+) -> None:
+    port, requests, done = secure.modbus.tls_port, 20_000, [0]
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=client_context(pki, pki.viewer)
+    )
+    writer.write(b"".join(struct.pack(">HHHBBHH", t, 0, 6, 1, 4, 0, 1) for t in range(requests)))
+
+    async def drain_replies() -> None:
+        while done[0] < requests:
+            await reader.readexactly(11)
+            done[0] += 1
+
+    flooding = asyncio.create_task(drain_replies())
+    while done[0] == 0:  # noqa: ASYNC110 - the flood has started when it gets replies
+        await asyncio.sleep(0.001)
+    async with tls_client(secure, pki, pki.operator) as client:
+        for _ in range(10):
+            assert not (await client.read_input_registers(0, count=9, device_id=1)).isError()
+    assert done[0] < requests, "the other client was only served after the flood"
+    await flooding
+    writer.close()

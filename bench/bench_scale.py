@@ -64,6 +64,7 @@ def write_config(directory: Path, port: int, links: list[str]) -> Path:
         "    host: 127.0.0.1",
         f"    port: {port}",
         f"    max_connections: {len(links) + 256}",
+        f"    max_connections_per_ip: {len(links) + 256}",  # all from 127.0.0.1
         "devices:",
     ]
     for unit, link in enumerate(links, start=1):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import gateway.twin  # noqa: F401 - registers sim:// and how to check its URLs
@@ -20,17 +19,16 @@ from gateway.modbus.server import RtuListener, TcpListener
 from gateway.regmap.shipped import resolve_map
 from gateway.regmap.yaml_check import check_yaml
 from gateway.regmap.yaml_read import read_text
-from gateway.regmap.yaml_schema import Bool, Checked, Int, Key, ListOf, Node, Num, Str, obj
+from gateway.regmap.yaml_schema import Bool, Checked, Int, Key, ListOf, Num, Str, obj
+from gateway.security import settings as security
 from gateway.tuya.openers import link_problem
 from gateway.tuya.payloads import MAC_PATTERN
 from gateway.web.options import HTTP_SCHEMA, HttpListener, http_from_args, http_from_yaml
 
 __all__ = [
     "CONFIG_SCHEMA",
-    "SECTIONS",
     "DeviceConfig",
     "GatewayConfig",
-    "Section",
     "WritePolicy",
     "add_run_options",
     "config_from_args",
@@ -53,6 +51,9 @@ _TCP = obj(
     max_connections=Int(1, 10_000),
     idle_timeout_s=Num(exclusive_minimum=0),
     unknown_unit_exception=Int(0x0A, 0x0B, "0x0A or 0x0B for a unit id nobody serves"),
+    max_connections_per_ip=Int(1, 10_000),
+    adu_timeout_s=Num(exclusive_minimum=0, description="an incomplete request is dropped after"),
+    **security.TCP_SECURITY_KEYS,
 )
 _RTU = obj(
     "the Modbus RTU listener on a serial port",
@@ -76,21 +77,9 @@ _DEVICE = obj(
 )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Section:
-    """A feature's own gateway.yaml section: its schema, and its checked data -> settings."""
-
-    name: str
-    node: Node
-    build: Callable[[Checked, Any], object]
-
-
-# Each feature adds its section here from its own package: one line per feature.
-SECTIONS: tuple[Section, ...] = ()
-
 CONFIG_SCHEMA = obj(
     "tuya-modbus-gateway gateway.yaml",
-    modbus=Key(obj("Modbus listeners", tcp=_TCP, rtu=_RTU), True),
+    modbus=Key(obj("Modbus listeners", tcp=_TCP, rtu=_RTU, tls=security.TLS_SCHEMA), True),
     write_policy=obj(
         "gateway-wide write rules",
         read_only=Bool(),
@@ -100,7 +89,7 @@ CONFIG_SCHEMA = obj(
     devices=Key(ListOf(_DEVICE, min_items=1), True),
     http=HTTP_SCHEMA,
     state_dir=Str(description="lifetime energy store, relative to this file"),
-    **{section.name: section.node for section in SECTIONS},
+    audit=security.AUDIT_SCHEMA,
 )
 
 
@@ -136,7 +125,9 @@ class GatewayConfig:
     policy: WritePolicy = dataclasses.field(default_factory=WritePolicy)
     http: HttpListener | None = None  # the HTTP endpoint (gateway.web); off by default
     state_dir: str | None = None  # lifetime energy store; None keeps it in memory
-    sections: Mapping[str, object] = dataclasses.field(default_factory=dict)  # by Section.name
+    security: security.SecuritySettings = dataclasses.field(
+        default_factory=security.SecuritySettings
+    )
 
 
 def parse_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -194,11 +185,12 @@ def _modbus(checked: Checked, raw: dict[str, Any]) -> tuple[TcpListener | None, 
     tcp = rtu = None
     if "tcp" in raw:
         fields = dict(raw["tcp"])
+        fields.update({k: tuple(fields[k]) for k in security.TCP_SECURITY_KEYS if k in fields})
         tcp = TcpListener(fields.pop("host", "127.0.0.1"), fields.pop("port", 5020), **fields)
     if "rtu" in raw:
         fields = dict(raw["rtu"])
         rtu = RtuListener(port=fields.pop("device"), **fields)
-    if tcp is None and rtu is None and not checked.errors:
+    if tcp is None and rtu is None and "tls" not in raw and not checked.errors:
         checked.error("modbus", "configure at least one listener: tcp or rtu")
     return tcp, rtu
 
@@ -210,12 +202,13 @@ def load_config(path: str) -> GatewayConfig:
     tcp, rtu = _modbus(checked, data.get("modbus", {}))
     devices = _devices(checked, data.get("devices", []), os.path.dirname(os.path.abspath(path)))
     policy = WritePolicy(**data.get("write_policy", {}))
-    sections = {s.name: s.build(checked, data[s.name]) for s in SECTIONS if s.name in data}
     if checked.errors:
         raise ConfigError(checked.errors)
     http = http_from_yaml(data.get("http"))
-    state_dir = _resolve(os.path.dirname(os.path.abspath(path)), data.get("state_dir"))
-    return GatewayConfig(devices, tcp, rtu, policy, http, state_dir, sections)
+    base_dir = os.path.dirname(os.path.abspath(path))
+    state_dir = _resolve(base_dir, data.get("state_dir"))
+    secure = security.security_from_yaml(data, base_dir)
+    return GatewayConfig(devices, tcp, rtu, policy, http, state_dir, secure)
 
 
 # -- the single-device flags of run ----------------------------------------------------------
@@ -237,6 +230,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         "--capture-max-mb", type=float, metavar="MB", help="rotate the capture (default 50)"
     )
     parser.add_argument("--read-only", action="store_true", help="reject every Modbus write")
+    security.add_cli_options(parser)
 
 
 _DEVICE_FLAGS = ("link", "map", "unit", "tcp", "rtu", "rtu_baud", "rtu_parity", "rtu_stopbits")
@@ -253,7 +247,8 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         if args.read_only:
             policy = dataclasses.replace(config.policy, read_only=True)
             config = dataclasses.replace(config, policy=policy)
-        return dataclasses.replace(config, http=http_from_args(args, config.http))
+        config = dataclasses.replace(config, http=http_from_args(args, config.http))
+        return security.apply_cli_options(config, args)
     if not args.link:
         raise ConfigError(["run: --link URL (or --config FILE) is required"])
     tcp = _tcp_flag(args.tcp or DEFAULT_TCP)
@@ -264,8 +259,8 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         )
     elif any(getattr(args, n) is not None for n in _DEVICE_FLAGS[5:]):
         raise ConfigError(["--rtu-baud, --rtu-parity, --rtu-stopbits: only with --rtu DEVICE"])
-    if tcp is None and rtu is None:
-        raise ConfigError(["run: --tcp off needs --rtu DEVICE"])
+    if tcp is None and rtu is None and not args.tls:
+        raise ConfigError(["run: --tcp off needs --rtu DEVICE or --tls HOST:PORT"])
     unit = 1 if args.unit is None else args.unit
     errors = [f"--link: {problem}"] if (problem := link_problem(args.link)) else []
     if not _UNITS[0] <= unit <= _UNITS[1]:  # the same range as devices[].unit in gateway.yaml
@@ -280,7 +275,8 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         capture_max_mb=args.capture_max_mb or DEFAULT_CAPTURE_MAX_MB,
     )
     policy = WritePolicy(read_only=args.read_only)
-    return GatewayConfig((device,), tcp, rtu, policy, http_from_args(args, None))
+    config = GatewayConfig((device,), tcp, rtu, policy, http_from_args(args, None))
+    return security.apply_cli_options(config, args)
 
 
 def _tcp_flag(text: str) -> TcpListener | None:

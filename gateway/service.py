@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING
 import gateway.twin  # noqa: F401 - registers the sim:// link scheme
 from gateway import logs
 from gateway.config import DeviceConfig, GatewayConfig
-from gateway.errors import ConfigError
 from gateway.modbus.server import ModbusService
 from gateway.modbus.server import UnitBackend as ServedUnit
-from gateway.regmap.catalog import AUTO, pending_map
-from gateway.regmap.load import load_map
+from gateway.regmap.catalog import AUTO, load_maps
 from gateway.regmap.specs import RegisterMap
+from gateway.security.runtime import SecurityRuntime
 from gateway.tuya.link import LinkConfig, LinkState, McuLink
 from gateway.tuya.payloads import parse_mac
 from gateway.unit.auto import AutoBackend
@@ -78,33 +77,16 @@ def link_config(device: DeviceConfig, register_map: RegisterMap) -> LinkConfig:
     return config
 
 
-def _load_maps(devices: tuple[DeviceConfig, ...]) -> dict[str, RegisterMap]:
-    """Every distinct map, loaded once; ConfigError with the problems of all of them."""
-    maps: dict[str, RegisterMap] = {}
-    errors: list[str] = []
-    for device in devices:
-        if device.map_path in maps:
-            continue
-        if device.map_path == AUTO:
-            maps[AUTO] = pending_map()
-            continue
-        try:
-            maps[device.map_path] = load_map(device.map_path)
-        except ConfigError as err:
-            errors.extend(err.errors)
-    if errors:
-        raise ConfigError(errors)
-    return maps
-
-
 class GatewayService:
     """Links, caches and backends for every device, behind one ModbusService."""
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        maps = _load_maps(config.devices)
+        maps = load_maps(device.map_path for device in config.devices)
         self._store = StateStore(config.state_dir)
         self._needs_store = AUTO in maps or any(m.energy for m in maps.values())
+        regmaps = {device.unit: maps[device.map_path] for device in config.devices}
+        self.security = SecurityRuntime(config.security, config.tcp, regmaps)
         self.units: dict[int, Unit] = {
             device.unit: self._build_unit(device, maps[device.map_path])
             for device in config.devices
@@ -116,6 +98,8 @@ class GatewayService:
             config.tcp,
             config.rtu,
             allow_broadcast_switch=config.policy.allow_broadcast_switch,
+            tls=self.security.tls_listener(),
+            tcp_security=self.security.tcp_security(),
         )
         if self.web is not None:
             self.web.connections = self.modbus.connections
@@ -160,7 +144,7 @@ class GatewayService:
             register_map,
             cache,
             link.writes,
-            link_status(link, lifetime),
+            link_status(link, lifetime, lambda: self._refusals(unit_id)),
             switch_interval_s=self.config.policy.switch_interval_s,
             read_only=self.config.policy.read_only,
             unit_id=unit_id,
@@ -185,6 +169,15 @@ class GatewayService:
         for keepalive in unit.register_map.tuya.keepalive:
             unit.link.add_keepalive(keepalive.dp, keepalive.interval_s)
 
+    def _refusals(self, unit_id: int) -> dict[str, int]:
+        """The status values of the listeners' refused connections and a unit's refused writes."""
+        listeners = self.modbus.counters.values()
+        writes = self.security.policy.counters.refused_writes_by_unit.get(unit_id, 0)
+        return {
+            "refused_connections": sum(c.refused_connections for c in listeners),
+            "refused_writes": writes,
+        }
+
     @property
     def tcp_port(self) -> int:
         """The bound Modbus TCP port (useful with port 0)."""
@@ -201,6 +194,7 @@ class GatewayService:
             except BaseException:
                 await self.modbus.stop()
                 raise
+        self.security.start()
         for unit_id, unit in self.units.items():
             with logs.unit_context(unit_id, unit.device.link):  # the link's tasks inherit it
                 await unit.link.start()
@@ -227,6 +221,7 @@ class GatewayService:
             with logs.unit_context(unit_id, unit.device.link):
                 await unit.link.stop()
         self._store.close()
+        self.security.stop()
         _LOGGER.info("gateway stopped")
 
     def summary(self) -> str:
@@ -240,6 +235,8 @@ class GatewayService:
             )
         if rtu is not None:
             listeners.append(f"rtu {rtu.port} {rtu.baudrate} 8{rtu.parity}{rtu.stopbits}")
+        if (tls := self.config.security.tls) is not None:
+            listeners.append(f"tls {tls.listener.host}:{self.modbus.tls_port} (ca {tls.ca})")
         mode = (
             "read-only" if policy.read_only else f"switch interval {policy.switch_interval_s:g} s"
         )

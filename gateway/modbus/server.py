@@ -23,16 +23,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
+import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from gateway.errors import ConfigError
+from gateway.modbus.access import Admit, ClientIdentity, Guard, ListenerCounters
 from gateway.modbus.pdu import UnitBackend
 from gateway.modbus.rtu import RtuServer
 from gateway.modbus.session import Router
 from gateway.modbus.tables import ExceptionCode
 from gateway.modbus.tcp import TcpServer
 
-__all__ = ["ModbusService", "RtuListener", "TcpListener", "UnitBackend"]
+__all__ = ["ListenerSecurity", "ModbusService", "RtuListener", "TcpListener", "UnitBackend"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -46,6 +50,19 @@ class TcpListener:
     max_connections: int = 32
     idle_timeout_s: float = 60.0
     unknown_unit_exception: int = ExceptionCode.GATEWAY_TARGET_NO_RESPONSE
+    max_connections_per_ip: int = 16
+    adu_timeout_s: float = 3.0
+    allow: tuple[str, ...] = ()  # client networks (CIDR); empty: everybody
+    write_allow: tuple[str, ...] | None = None  # who may write over plain TCP; None: everybody
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSecurity:
+    """What a security policy plugs into one TCP listener (all optional)."""
+
+    ssl_context: ssl.SSLContext | None = None
+    admit: Admit | None = None
+    guard: Guard | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,25 +89,28 @@ class ModbusService:
         identification: dict[int, str] | None = None,
         *,
         allow_broadcast_switch: bool = False,
+        tls: tuple[TcpListener, ListenerSecurity] | None = None,
+        tcp_security: ListenerSecurity | None = None,
     ) -> None:
         _check(backends, tcp, rtu)
+        if tls is not None:
+            _check(backends, tls[0], None)
         self._tasks: set[asyncio.Task[bytes]] = set()
-        ident = dict(identification or {})
+        self._backends = backends
+        self._ident = dict(identification or {})
         self._tcp: TcpServer | None = None
+        self._tls: TcpServer | None = None
         self._rtu: RtuServer | None = None
-        self._routers = [
-            Router(
-                backends, ident, unknown, self._tasks, allow_broadcast_switch=allow_broadcast_switch
-            )
-            for unknown in ([tcp.unknown_unit_exception] if tcp else []) + ([None] if rtu else [])
-        ]
+        self._allow_broadcast_switch = allow_broadcast_switch
+        self._routers: weakref.WeakSet[Router] = weakref.WeakSet()  # told when stopping
+        self._closing = False
         if tcp is not None:
-            self._tcp = TcpServer(
-                self._routers[0], tcp.host, tcp.port, tcp.max_connections, tcp.idle_timeout_s
-            )
+            self._tcp = self._tcp_server(tcp, tcp_security or ListenerSecurity())
+        if tls is not None:
+            self._tls = self._tcp_server(*tls)
         if rtu is not None:
             self._rtu = RtuServer(
-                self._routers[-1],
+                self._router(self._backends, None),
                 rtu.port,
                 baudrate=rtu.baudrate,
                 parity=rtu.parity,
@@ -100,6 +120,56 @@ class ModbusService:
                 turnaround_delay_s=rtu.turnaround_delay_s,
             )
 
+    def _tcp_server(self, listener: TcpListener, security: ListenerSecurity) -> TcpServer:
+        return TcpServer(
+            self._router_for(listener.unknown_unit_exception, security.guard),
+            listener.host,
+            listener.port,
+            listener.max_connections,
+            listener.idle_timeout_s,
+            max_per_ip=listener.max_connections_per_ip,
+            adu_timeout_s=listener.adu_timeout_s,
+            ssl_context=security.ssl_context,
+            admit=security.admit,
+        )
+
+    def _router_for(
+        self, unknown_unit: int, guard: Guard | None
+    ) -> Callable[[ClientIdentity], Router]:
+        """One shared router, or with a guard one per connection over its guarded backends."""
+        shared = self._router(self._backends, unknown_unit)
+        if guard is None:
+            return lambda _client: shared
+
+        def router_for(client: ClientIdentity) -> Router:
+            guarded = {u: guard(u, b, client) for u, b in self._backends.items()}
+            return self._router(guarded, unknown_unit)
+
+        return router_for
+
+    def _router(self, backends: Mapping[int, UnitBackend], unknown_unit: int | None) -> Router:
+        router = Router(
+            backends,
+            self._ident,
+            unknown_unit,
+            self._tasks,
+            allow_broadcast_switch=self._allow_broadcast_switch,
+        )
+        router.closing = self._closing
+        self._routers.add(router)
+        return router
+
+    @property
+    def counters(self) -> Mapping[str, ListenerCounters]:
+        """Refusal counters of the TCP and TLS listeners that run."""
+        servers = {"tcp": self._tcp, "tls": self._tls}
+        return {name: s.counters for name, s in servers.items() if s is not None}
+
+    @property
+    def tls_port(self) -> int:
+        """The bound TLS port (0 if TLS is off)."""
+        return self._tls.port if self._tls is not None else 0
+
     @property
     def tcp_port(self) -> int:
         """The bound TCP port (0 if TCP is off)."""
@@ -107,18 +177,20 @@ class ModbusService:
 
     def connections(self) -> dict[str, int]:
         """Open client connections per listener (the HTTP endpoint's metrics)."""
-        return {} if self._tcp is None else {"tcp": len(self._tcp.connections)}
+        servers = {"tcp": self._tcp, "tls": self._tls}
+        return {name: len(s.connections) for name, s in servers.items() if s is not None}
 
     async def start(self) -> None:
         """Bind the TCP port and open the serial port."""
-        if self._tcp is not None:
-            await self._tcp.start()
-        if self._rtu is not None:
-            try:
+        try:
+            for server in (self._tcp, self._tls):
+                if server is not None:
+                    await server.start()
+            if self._rtu is not None:
                 await self._rtu.start()
-            except BaseException:
-                await self.stop()
-                raise
+        except BaseException:
+            await self.stop()
+            raise
 
     async def stop(self, grace_s: float = 0.0) -> None:
         """Close everything; writes in flight get up to ``grace_s`` to be answered first.
@@ -127,8 +199,9 @@ class ModbusService:
         after the grace is cancelled.
         """
         await self._finish_writes(grace_s)
-        if self._tcp is not None:
-            await self._tcp.stop()
+        for server in (self._tcp, self._tls):
+            if server is not None:
+                await server.stop()
         if self._rtu is not None:
             await self._rtu.stop()
         tasks = list(self._tasks)
@@ -138,6 +211,7 @@ class ModbusService:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _finish_writes(self, grace_s: float) -> None:
+        self._closing = True
         for router in self._routers:
             router.closing = True
         tasks = list(self._tasks)
@@ -162,6 +236,12 @@ def _check(
         errors.append(f"tcp.max_connections must be at least 1, got {tcp.max_connections}")
     if tcp is not None and tcp.idle_timeout_s <= 0:
         errors.append(f"tcp.idle_timeout_s must be positive, got {tcp.idle_timeout_s}")
+    if tcp is not None and tcp.max_connections_per_ip < 1:
+        errors.append(
+            f"tcp.max_connections_per_ip must be at least 1, got {tcp.max_connections_per_ip}"
+        )
+    if tcp is not None and not tcp.adu_timeout_s > 0:
+        errors.append(f"tcp.adu_timeout_s must be positive, got {tcp.adu_timeout_s}")
     if rtu is not None and rtu.parity not in ("N", "E", "O"):
         errors.append(f"rtu.parity must be N, E or O, got {rtu.parity!r}")
     if rtu is not None and rtu.stopbits not in (1, 2):

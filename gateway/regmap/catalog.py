@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from types import MappingProxyType
 
@@ -25,6 +26,7 @@ __all__ = [
     "choose_map",
     "describe_choice",
     "format_maps",
+    "load_maps",
     "map_listing",
     "maps_command",
     "pending_map",
@@ -77,6 +79,25 @@ def describe_choice(product_key: str | None) -> str:
         return "shipped map: none lists this product key (write one from the draft)"
     also = f" (also fits: {', '.join(choice.also)})" if choice.also else ""
     return f"shipped map: {choice.map.path} ({choice.map.device.name}){also}"
+
+
+def load_maps(paths: Iterable[str]) -> dict[str, RegisterMap]:
+    """Every distinct map, loaded once (``auto``: its placeholder); ConfigError lists all."""
+    maps: dict[str, RegisterMap] = {}
+    errors: list[str] = []
+    for path in paths:
+        if path in maps:
+            continue
+        if path == AUTO:
+            maps[AUTO] = pending_map()
+            continue
+        try:
+            maps[path] = load_map(path)
+        except ConfigError as err:
+            errors.extend(err.errors)
+    if errors:
+        raise ConfigError(errors)
+    return maps
 
 
 def pending_map() -> RegisterMap:

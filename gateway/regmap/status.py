@@ -68,5 +68,7 @@ STATUS_VALUES: Mapping[str, StatusValue] = MappingProxyType(
         ("lifetime_energy", _NUMBER, 0, None, "kWh since the gateway first saw the breaker"),
         ("late_confirmations", _NUMBER, 0, None, "MCU confirmations after a write's window"),
         ("broadcast_writes_refused", _NUMBER, 0, None, "broadcast motor writes refused"),
+        ("refused_connections", _NUMBER, 0, None, "connections the listeners refused"),
+        ("refused_writes", _NUMBER, 0, None, "this unit's writes refused by role or allowlist"),
     )
 )

@@ -24,7 +24,9 @@ _STATES = tuple(LinkState)  # handshake_state is the state's position in this or
 
 
 def link_status(
-    link: McuLink, lifetime: LifetimeEnergy | None = None
+    link: McuLink,
+    lifetime: LifetimeEnergy | None = None,
+    more: Callable[[], StatusValues] = dict,
 ) -> Callable[[], StatusValues]:
     """The live link values a map's status points show."""
 
@@ -40,6 +42,7 @@ def link_status(
             "late_confirmations": stats.late_confirmations,
             "product_key": info.product_key if info is not None else None,
             "lifetime_energy": _kwh(lifetime),
+            **more(),
         }
 
     return status

@@ -90,7 +90,7 @@ async def start_secure(
     )
     security = SecuritySettings(tls=tls, audit=str(audit) if audit else None)
     config = GatewayConfig(
-        (DeviceConfig(1, TWIN),), tcp, None, WritePolicy(switch_interval_s=0), security
+        (DeviceConfig(1, TWIN),), tcp, None, WritePolicy(switch_interval_s=0), security=security
     )
     service = GatewayService(config)
     link = service.units[1].link

@@ -239,16 +239,7 @@ _DEVICE_FLAGS = ("link", "map", "unit", "tcp", "rtu", "rtu_baud", "rtu_parity", 
 def config_from_args(args: argparse.Namespace) -> GatewayConfig:
     """The gateway configuration from ``--config`` or from the single-device flags."""
     if args.config:
-        names = (*_DEVICE_FLAGS, "capture", "capture_max_mb")
-        clash = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) is not None]
-        if clash:
-            raise ConfigError([f"{', '.join(clash)}: not allowed with --config"])
-        config = load_config(args.config)
-        if args.read_only:
-            policy = dataclasses.replace(config.policy, read_only=True)
-            config = dataclasses.replace(config, policy=policy)
-        config = dataclasses.replace(config, http=http_from_args(args, config.http))
-        return security.apply_cli_options(config, args)
+        return _config_file_with_flags(args)
     if not args.link:
         raise ConfigError(["run: --link URL (or --config FILE) is required"])
     tcp = _tcp_flag(args.tcp or DEFAULT_TCP)
@@ -276,6 +267,21 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
     )
     policy = WritePolicy(read_only=args.read_only)
     config = GatewayConfig((device,), tcp, rtu, policy, http_from_args(args, None))
+    return security.apply_cli_options(config, args)
+
+
+def _config_file_with_flags(args: argparse.Namespace) -> GatewayConfig:
+    """``--config FILE`` and the flags that may go with it (--read-only, --http, TLS)."""
+    names = (*_DEVICE_FLAGS, "capture", "capture_max_mb")
+    clash = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) is not None]
+    if clash:
+        raise ConfigError([f"{', '.join(clash)}: not allowed with --config"])
+    config = load_config(args.config)
+    if args.read_only:
+        config = dataclasses.replace(
+            config, policy=dataclasses.replace(config.policy, read_only=True)
+        )
+    config = dataclasses.replace(config, http=http_from_args(args, config.http))
     return security.apply_cli_options(config, args)
 
 

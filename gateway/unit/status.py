@@ -42,6 +42,8 @@ def link_status(
             "late_confirmations": stats.late_confirmations,
             "product_key": info.product_key if info is not None else None,
             "lifetime_energy": _kwh(lifetime),
+            "refused_connections": 0,  # the security policy's counts come in ``more``
+            "refused_writes": 0,
             **more(),
         }
 

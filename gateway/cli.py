@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import signal
@@ -24,6 +25,8 @@ from gateway.config import (
 )
 from gateway.errors import ConfigError, GatewayError
 from gateway.modbus.server import RtuListener, TcpListener
+from gateway.mqtt import add_cli_options as add_mqtt_options
+from gateway.mqtt import settings_from_args as mqtt_from_args
 from gateway.twin.families import VARIANTS
 
 if TYPE_CHECKING:
@@ -102,6 +105,7 @@ def _add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="gateway.yaml with listeners and several devices")
     parser.add_argument("--capture", metavar="FILE", help="record TuyaMCU traffic (JSON lines)")
     parser.add_argument("--read-only", action="store_true", help="reject every Modbus write")
+    add_mqtt_options(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> GatewayConfig:
@@ -113,7 +117,7 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         config = load_config(args.config)
         if args.read_only:
             policy = WritePolicy(read_only=True, switch_interval_s=config.policy.switch_interval_s)
-            config = GatewayConfig(config.devices, config.tcp, config.rtu, policy)
+            config = dataclasses.replace(config, policy=policy)
         return config
     if not args.link:
         raise ConfigError(["run: --link URL (or --config FILE) is required"])
@@ -142,6 +146,7 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    config = dataclasses.replace(config, mqtt=mqtt_from_args(args, config.mqtt))
     from gateway.service import GatewayService
 
     service = GatewayService(config)  # loads every map: ConfigError here, before anything runs

@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway.errors import ConfigError
 from gateway.modbus.server import RtuListener, TcpListener
+from gateway.mqtt.settings import MQTT_SCHEMA, MqttSettings, parse_section
 from gateway.regmap.yaml_schema import Bool, Checked, Int, Key, ListOf, Num, Str, check_yaml, obj
 
 __all__ = [
@@ -57,6 +58,7 @@ CONFIG_SCHEMA = obj(
         "gateway-wide write rules", read_only=Bool(), switch_interval_s=Num(minimum=0)
     ),
     devices=Key(ListOf(_DEVICE, min_items=1), True),
+    mqtt=MQTT_SCHEMA,
 )
 
 
@@ -87,6 +89,7 @@ class GatewayConfig:
     tcp: TcpListener | None = None
     rtu: RtuListener | None = None
     policy: WritePolicy = dataclasses.field(default_factory=WritePolicy)
+    mqtt: MqttSettings | None = None
 
 
 def parse_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -157,6 +160,7 @@ def load_config(path: str) -> GatewayConfig:
     tcp, rtu = _modbus(checked, data.get("modbus", {}))
     devices = _devices(checked, data.get("devices", []), os.path.dirname(os.path.abspath(path)))
     policy = dict(data.get("write_policy", {}))
+    mqtt = parse_section(checked, data.get("mqtt"))
     if checked.errors:
         raise ConfigError(checked.errors)
-    return GatewayConfig(devices=devices, tcp=tcp, rtu=rtu, policy=WritePolicy(**policy))
+    return GatewayConfig(devices, tcp, rtu, WritePolicy(**policy), mqtt)

@@ -16,6 +16,7 @@ from gateway.config import DeviceConfig, GatewayConfig
 from gateway.errors import ConfigError
 from gateway.modbus.server import ModbusService
 from gateway.modbus.server import UnitBackend as ServedUnit
+from gateway.mqtt import MqttBridge
 from gateway.regmap.load import load_map
 from gateway.regmap.specs import RegisterMap
 from gateway.tuya.link import LinkConfig, LinkState, McuLink
@@ -88,6 +89,7 @@ class GatewayService:
         }
         backends: dict[int, ServedUnit] = {u: unit.backend for u, unit in self.units.items()}
         self.modbus = ModbusService(backends, config.tcp, config.rtu)
+        self.mqtt = MqttBridge(config.mqtt, self.units) if config.mqtt is not None else None
         self._started = False
 
     def _build_unit(self, device: DeviceConfig, register_map: RegisterMap) -> Unit:
@@ -120,6 +122,8 @@ class GatewayService:
         await self.modbus.start()
         for unit in self.units.values():
             await unit.link.start()
+        if self.mqtt is not None:
+            await self.mqtt.start()
         self._started = True
         _LOGGER.info("%s", self.summary())
         tcp = self.config.tcp
@@ -136,6 +140,8 @@ class GatewayService:
         if not self._started:
             return
         self._started = False
+        if self.mqtt is not None:
+            await self.mqtt.stop()  # says offline while the links still run
         await self.modbus.stop()
         for unit in self.units.values():
             await unit.link.stop()

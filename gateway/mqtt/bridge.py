@@ -77,7 +77,13 @@ class MqttBridge:
         self.stats = BridgeStats()
         self.audit_hook = audit  # gateway/security/audit.py plugs in here when it exists
         self._states = {
-            u: UnitState(unit.register_map, self.topics, u, settings.min_interval_s)
+            u: UnitState(
+                unit.register_map,
+                self.topics,
+                u,
+                settings.min_interval_s,
+                unit.backend.status_values,
+            )
             for u, unit in self.units.items()
         }
         self._online: dict[int, bool] = {}

@@ -56,19 +56,22 @@ def _reads_status(source: Source) -> bool:
 
 
 def published_points(regmap: RegisterMap) -> list[PointSpec]:
-    """The points whose values go to MQTT: all but the gateway's own status values."""
+    """The points whose values go to MQTT: all but the gateway's own status values.
+
+    A lifetime energy point is published whatever its source (the gateway may keep it).
+    """
     return [
         point
         for points in regmap.tables.values()
         for point in points
-        if not _reads_status(point.source)
+        if _LIFETIME in point.name or not _reads_status(point.source)
     ]
 
 
 def _announced(regmap: RegisterMap) -> Iterator[PointSpec]:
     seen: set[Source] = set()
     for point in published_points(regmap):
-        if point.source in seen:
+        if point.source in seen and _LIFETIME not in point.name:
             continue
         seen.add(point.source)
         yield point

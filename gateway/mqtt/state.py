@@ -17,9 +17,11 @@ from gateway.mqtt.payloads import format_value, source_dpids
 from gateway.mqtt.topics import Topics
 from gateway.regmap.specs import PointSpec, RegisterMap
 from gateway.unit.cache import CacheSnapshot
-from gateway.unit.values import read_source
+from gateway.unit.values import StatusValues, read_source
 
-__all__ = ["UnitState"]
+__all__ = ["StatusOf", "UnitState"]
+
+StatusOf = Callable[[CacheSnapshot], StatusValues]
 
 
 @dataclasses.dataclass(slots=True)
@@ -32,8 +34,16 @@ class _Sent:
 class UnitState:
     """The published state of one unit's points."""
 
-    def __init__(self, regmap: RegisterMap, topics: Topics, unit: int, min_interval_s: float):
+    def __init__(
+        self,
+        regmap: RegisterMap,
+        topics: Topics,
+        unit: int,
+        min_interval_s: float,
+        status: StatusOf | None = None,
+    ) -> None:
         self.regmap = regmap
+        self._status = status
         self.unit = unit
         self._topics = topics
         self._min_interval_s = min_interval_s
@@ -50,8 +60,9 @@ class UnitState:
     ) -> float | None:
         """Emit what changed and may be sent now; the time a held change is due, if any."""
         next_due: float | None = None
+        status = self._status(snapshot) if self._status is not None else {}
         for point in self._points:
-            held = self._check(point, snapshot, now, emit)
+            held = self._check(point, snapshot, status, now, emit)
             if held is not None and (next_due is None or held < next_due):
                 next_due = held
         return next_due
@@ -60,10 +71,11 @@ class UnitState:
         self,
         point: PointSpec,
         snapshot: CacheSnapshot,
+        status: StatusValues,
         now: float,
         emit: Callable[[Outgoing], None],
     ) -> float | None:
-        reading = read_source(point.source, self.regmap.datapoints, snapshot, {})
+        reading = read_source(point.source, self.regmap.datapoints, snapshot, status)
         if reading.value is None:
             payload, stale = None, True
         else:

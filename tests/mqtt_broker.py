@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import os
 import shutil
 import socket
@@ -41,12 +42,15 @@ def _free_port() -> int:
 class Broker:
     """``mosquitto -c`` with a temporary config; ``restart()`` keeps the port."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, acl: str | None = None) -> None:
         self.port = _free_port()
         self._config = folder / "mosquitto.conf"
-        self._config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        )
+        text = f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        if acl is not None:
+            (folder / "acl").write_text(acl)
+            # as root mosquitto drops to user mosquitto, who cannot read pytest's 0700 folders
+            text += f"acl_file {folder / 'acl'}\nuser {getpass.getuser()}\n"
+        self._config.write_text(text)
         self._process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -95,11 +99,13 @@ class Heard:
 
 
 @contextlib.asynccontextmanager
-async def listening(port: int, *filters: str) -> AsyncIterator[tuple[aiomqtt.Client, Heard]]:
+async def listening(
+    port: int, *filters: str, username: str | None = None
+) -> AsyncIterator[tuple[aiomqtt.Client, Heard]]:
     """A connected MQTT v5 client subscribed to ``filters`` that fills a :class:`Heard`."""
     heard = Heard()
     async with aiomqtt.Client(
-        "127.0.0.1", port, protocol=aiomqtt.ProtocolVersion.V5, timeout=10
+        "127.0.0.1", port, username=username, protocol=aiomqtt.ProtocolVersion.V5, timeout=10
     ) as client:
         for topic_filter in filters:
             await client.subscribe(topic_filter, qos=1)

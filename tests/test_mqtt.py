@@ -21,14 +21,16 @@ ROOT = Path(__file__).resolve().parents[1]
 TWIN = "sim://family_a?report_interval=1&motor_time=0.1"
 SWITCH_COIL = load_map(ROOT / "register_map.yaml").point("switch").address
 GW = "tuya-modbus-gateway/test-gw"
-SWITCH_CONFIG = "homeassistant/switch/test-gw_1/switch/config"
+SWITCH_CONFIG = "homeassistant/switch/test-gw/1_switch/config"
 # Heartbeats every 0.2 s, DOWN after two misses: a silent twin is noticed in well under a second.
 FAST_TUYA = "tuya:\n  heartbeat: {interval_s: 0.2, timeout_s: 0.2, missed_down: 2}\n"
 
 Start = Callable[[GatewayConfig], Awaitable[Served]]
 
 
-def gateway_config(folder: Path, broker: Broker, units: tuple[int, ...] = (1,)) -> GatewayConfig:
+def gateway_config(
+    folder: Path, broker: Broker, units: tuple[int, ...] = (1,), username: str | None = None
+) -> GatewayConfig:
     """Twins on a fast-heartbeat map, Modbus on a free port, MQTT to ``broker``."""
     text = (ROOT / "register_map.yaml").read_text(encoding="utf-8")
     path = folder / "map.yaml"
@@ -36,6 +38,7 @@ def gateway_config(folder: Path, broker: Broker, units: tuple[int, ...] = (1,)) 
     mqtt = MqttSettings(
         "127.0.0.1",
         broker.port,
+        username=username,
         gateway_id="test-gw",
         min_interval_s=0.0,
         backoff_min_s=0.1,
@@ -108,16 +111,16 @@ async def test_discovery_has_what_home_assistant_requires(
         assert switch["command_topic"] == f"{GW}/1/switch/set"
         assert (switch["payload_on"], switch["payload_off"]) == ("ON", "OFF")
         assert "entity_category" not in switch  # the breaker itself, not a setting
-        voltage = found["homeassistant/sensor/test-gw_1/voltage/config"]
+        voltage = found["homeassistant/sensor/test-gw/1_voltage/config"]
         assert (voltage["device_class"], voltage["state_class"]) == ("voltage", "measurement")
         assert voltage["unit_of_measurement"] == "V"
-        energy = found["homeassistant/sensor/test-gw_1/energy_total/config"]
+        energy = found["homeassistant/sensor/test-gw/1_energy_total/config"]
         assert (energy["device_class"], energy["state_class"]) == ("energy", "total_increasing")
-        threshold = found["homeassistant/number/test-gw_1/overvoltage_threshold/config"]
+        threshold = found["homeassistant/number/test-gw/1_overvoltage_threshold/config"]
         assert (threshold["min"], threshold["max"], threshold["step"]) == (220, 300, 1)
-        fault = found["homeassistant/binary_sensor/test-gw_1/fault_leakage/config"]
+        fault = found["homeassistant/binary_sensor/test-gw/1_fault_leakage/config"]
         assert fault["device_class"] == "problem"
-        assert "homeassistant/sensor/test-gw_1/voltage_f32/config" not in found  # a copy
+        assert "homeassistant/sensor/test-gw/1_voltage_f32/config" not in found  # a copy
         sent = len(heard.log)
         await client.publish("homeassistant/status", "online")
 
@@ -249,3 +252,32 @@ async def test_without_a_broker_modbus_serves_and_the_queue_stays_bounded(
     await eventually(dropped, "the oldest messages dropped and counted")
     assert len(bridge.outbox) <= 16
     assert bridge.stats.sessions == 0
+
+
+async def test_the_readme_acl_keeps_each_gateway_to_its_topics(
+    tmp_path: Path, start: Start
+) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    acl = readme.split("# gateways: user name = gateway id\n", 1)[1].split("```", 1)[0]
+    broker = Broker(tmp_path, acl=acl)
+    await broker.start()
+    try:
+        gw = await start(gateway_config(tmp_path, broker, username="test-gw"))
+        async with (
+            listening(broker.port, "homeassistant/#", f"{GW}/#", username="homeassistant") as (
+                home_assistant,
+                heard,
+            ),
+            listening(broker.port, username="other-gw") as (other, _),
+        ):
+            await heard_text(heard, SWITCH_CONFIG)  # the gateway may announce itself
+            await heard_text(heard, f"{GW}/1/status", "online")
+            await other.publish(f"{GW}/1/switch/set", "OFF", qos=1)  # dropped by the broker
+            await other.publish(f"{GW}/status", "offline", qos=1, retain=True)
+            await home_assistant.publish(f"{GW}/1/prepayment/set", "ON", qos=1)
+            await heard_text(heard, f"{GW}/1/prepayment/result", "ok")
+            assert heard.text(f"{GW}/1/switch/result") is None
+            assert heard.text(f"{GW}/status") == "online"
+            assert gw.twin().switch_on
+    finally:
+        await broker.stop()

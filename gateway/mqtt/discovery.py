@@ -134,7 +134,7 @@ def _component(
 def _device(regmap: RegisterMap, topics: Topics, unit: int) -> dict[str, Any]:
     spec = regmap.device
     device: dict[str, Any] = {
-        "identifiers": [f"tuya_modbus_gateway_{topics.node_id(unit)}"],
+        "identifiers": [f"tuya_modbus_gateway_{topics.unit_key(unit)}"],
         "name": f"{spec.model or spec.name} unit {unit} ({topics.gateway_id})",
         "model": spec.model or spec.name,
         "manufacturer": spec.vendor or "Tuya",
@@ -160,7 +160,7 @@ def entities(regmap: RegisterMap, topics: Topics, unit: int) -> list[Entity]:
         component, extra = _component(regmap, point, has_lifetime)
         config: dict[str, Any] = {
             "name": point.name.replace("_", " ").capitalize(),
-            "unique_id": f"{topics.node_id(unit)}_{point.name}",
+            "unique_id": f"{topics.unit_key(unit)}_{point.name}",
             "state_topic": topics.state(unit, point.name),
             "json_attributes_topic": topics.attributes(unit, point.name),
             "availability": availability,

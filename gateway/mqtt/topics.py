@@ -7,7 +7,7 @@
 {base}/{gateway_id}/{unit}/{point}/attributes   {"age_s", "stale", "unit_of_measurement"}
 {base}/{gateway_id}/{unit}/{point}/set          a command (writable points only)
 {base}/{gateway_id}/{unit}/{point}/result       ok, or "refused: <reason>"
-{prefix}/{component}/{gateway_id}_{unit}/{point}/config   Home Assistant discovery
+{prefix}/{component}/{gateway_id}/{unit}_{point}/config   Home Assistant discovery
 {prefix}/status                                 Home Assistant's own online | offline
 ```
 """
@@ -61,11 +61,12 @@ class Topics:
     def result(self, unit: int, point: str) -> str:
         return f"{self.state(unit, point)}/result"
 
-    def node_id(self, unit: int) -> str:
+    def unit_key(self, unit: int) -> str:
         return f"{self.gateway_id}_{unit}"
 
     def discovery(self, component: str, unit: int, point: str) -> str:
-        return f"{self.discovery_prefix}/{component}/{self.node_id(unit)}/{point}/config"
+        """The gateway id is the node id: one ACL line covers a gateway's discovery."""
+        return f"{self.discovery_prefix}/{component}/{self.gateway_id}/{unit}_{point}/config"
 
     def parse_command(self, topic: str) -> tuple[int, str] | None:
         """(unit, point) of a command topic of this gateway; None for anything else."""

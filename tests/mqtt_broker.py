@@ -100,12 +100,20 @@ class Heard:
 
 @contextlib.asynccontextmanager
 async def listening(
-    port: int, *filters: str, username: str | None = None
+    port: int,
+    *filters: str,
+    username: str | None = None,
+    tls: aiomqtt.TLSParameters | None = None,
 ) -> AsyncIterator[tuple[aiomqtt.Client, Heard]]:
     """A connected MQTT v5 client subscribed to ``filters`` that fills a :class:`Heard`."""
     heard = Heard()
     async with aiomqtt.Client(
-        "127.0.0.1", port, username=username, protocol=aiomqtt.ProtocolVersion.V5, timeout=10
+        "127.0.0.1",
+        port,
+        username=username,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        timeout=10,
+        tls_params=tls,
     ) as client:
         for topic_filter in filters:
             await client.subscribe(topic_filter, qos=1)

@@ -14,13 +14,13 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import aiomqtt
 
 from gateway.mqtt.commands import AuditHook, Command, execute
-from gateway.mqtt.connection import arrival_time, expiry_interval, open_client
+from gateway.mqtt.connection import arrival_time, expiry_interval, first_failure, open_client
 from gateway.mqtt.discovery import discovery_messages
 from gateway.mqtt.outbox import Outbox, Outgoing
 from gateway.mqtt.settings import MqttSettings
@@ -28,6 +28,7 @@ from gateway.mqtt.state import UnitState
 from gateway.mqtt.topics import OFFLINE, ONLINE, Topics
 from gateway.regmap.specs import RegisterMap
 from gateway.tuya.link import LinkState, McuLink
+from gateway.tuya.protocol import DpValue
 from gateway.unit.backend import UnitBackend
 from gateway.unit.cache import DatapointCache
 
@@ -87,7 +88,7 @@ class MqttBridge:
             for u, unit in self.units.items()
         }
         self._online: dict[int, bool] = {}
-        self._dirty: set[int] = set()
+        self._dirty: dict[int, set[int] | None] = {}  # unit -> DPs reported; None: all
         self._wake = asyncio.Event()
         self._removers: list[Callable[[], None]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -134,9 +135,11 @@ class MqttBridge:
         self._tasks.clear()
 
     # -- the Modbus side's hooks: O(1), never blocking ------------------------------------
-    def _dirty_hook(self, unit_id: int) -> Callable[[Any], None]:
-        def mark(_: object) -> None:
-            self._dirty.add(unit_id)
+    def _dirty_hook(self, unit_id: int) -> Callable[[DpValue], None]:
+        def mark(dp: DpValue) -> None:
+            reported = self._dirty.setdefault(unit_id, set())
+            if reported is not None:
+                reported.add(dp.dpid)
             self._wake.set()
 
         return mark
@@ -144,10 +147,13 @@ class MqttBridge:
     def _state_hook(self, unit_id: int) -> Callable[[LinkState], None]:
         def on_state(state: LinkState) -> None:
             self._link_state(unit_id, state)
-            self._dirty.add(unit_id)
-            self._wake.set()
+            self._mark_all(unit_id)
 
         return on_state
+
+    def _mark_all(self, unit_id: int) -> None:
+        self._dirty[unit_id] = None
+        self._wake.set()
 
     def _link_state(self, unit_id: int, state: LinkState) -> None:
         online = state is LinkState.READY
@@ -171,14 +177,17 @@ class MqttBridge:
                 pass
             self._wake.clear()
             now = time.monotonic()
-            units = self._dirty | {u for u, due in held.items() if due <= now}
-            self._dirty = set()
-            for unit_id in units:
+            dirty, self._dirty = self._dirty, {}
+            for unit_id, when in list(held.items()):
+                if when <= now:
+                    dirty.setdefault(unit_id, set())
+            for unit_id, reported in dirty.items():
                 held.pop(unit_id, None)
                 snapshot = self.units[unit_id].cache.snapshot()
-                due = self._states[unit_id].due(snapshot, now, self.outbox.put)
+                due = self._states[unit_id].due(snapshot, now, self.outbox.put, reported)
                 if due is not None:
                     held[unit_id] = due
+                await asyncio.sleep(0)  # one unit at a time: Modbus requests get their turn
 
     # -- broker sessions ------------------------------------------------------------------
     async def _run(self) -> None:
@@ -205,7 +214,7 @@ class MqttBridge:
         self._client = client
         _LOGGER.info("mqtt: connected to %s (session %d)", self.settings.url, self.stats.sessions)
         self._republish()
-        await _first_failure(self._send_loop(client), self._receive_loop(client))
+        await first_failure(self._send_loop(client), self._receive_loop(client))
 
     def _republish(self) -> None:
         """Everything again: discovery, availability, every point's state."""
@@ -213,8 +222,7 @@ class MqttBridge:
         for unit_id, state in self._states.items():
             self._put_unit_status(unit_id)
             state.forget()
-            self._dirty.add(unit_id)
-        self._wake.set()
+            self._mark_all(unit_id)
 
     def _put_discovery(self) -> None:
         for unit_id, unit in self.units.items():
@@ -232,6 +240,7 @@ class MqttBridge:
                 self.outbox.put(message)  # the next session sends it (or a newer value)
                 raise
             self.stats.messages_sent += 1
+            await asyncio.sleep(0)  # a QoS 0 publish may not suspend: let Modbus in
 
     async def _receive_loop(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
@@ -278,16 +287,3 @@ class MqttBridge:
             await client.publish(result_topic, outcome.result, qos=1, retain=False)
         except aiomqtt.MqttError as err:
             _LOGGER.warning("mqtt: result of %s not published: %s", result_topic, err)
-
-
-async def _first_failure(*jobs: Coroutine[Any, Any, None]) -> None:
-    """Run ``jobs`` until one ends or fails; cancel the rest; raise what the first raised."""
-    tasks = [asyncio.ensure_future(job) for job in jobs]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    for task in done:
-        task.result()

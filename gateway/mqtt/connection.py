@@ -6,6 +6,8 @@ import asyncio
 import ssl
 import time
 import weakref
+from collections.abc import Coroutine
+from typing import Any
 
 import aiomqtt
 from aiomqtt import ProtocolVersion, TLSParameters, Will
@@ -13,7 +15,7 @@ from aiomqtt import ProtocolVersion, TLSParameters, Will
 from gateway.mqtt.settings import MqttSettings
 from gateway.mqtt.topics import OFFLINE, Topics
 
-__all__ = ["arrival_time", "expiry_interval", "open_client"]
+__all__ = ["arrival_time", "expiry_interval", "first_failure", "open_client"]
 
 _KEEPALIVE_S = 30
 _INCOMING_LIMIT = 256  # commands and HA status only: a flood is dropped, not buffered
@@ -66,3 +68,16 @@ def open_client(settings: MqttSettings, topics: Topics) -> aiomqtt.Client:
         max_queued_incoming_messages=_INCOMING_LIMIT,
         tls_params=_tls(settings),
     )
+
+
+async def first_failure(*jobs: Coroutine[Any, Any, None]) -> None:
+    """Run ``jobs`` until one ends or fails; cancel the rest; raise what the first raised."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()

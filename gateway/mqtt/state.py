@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from gateway.mqtt.discovery import published_points
 from gateway.mqtt.outbox import Outgoing
@@ -50,20 +50,46 @@ class UnitState:
         self._points = published_points(regmap)
         self._dpids = {p.name: source_dpids(p.source, regmap.datapoints) for p in self._points}
         self._sent = {p.name: _Sent() for p in self._points}
+        self._readers: dict[int, list[PointSpec]] = {}  # dpid -> the points that read it
+        for point in self._points:
+            for dpid in set(self._dpids[point.name]):
+                self._readers.setdefault(dpid, []).append(point)
+        self._held: dict[str, PointSpec] = {}  # changed inside min_interval_s, to look at again
 
     def forget(self) -> None:
         """Treat everything as unpublished (a new broker session republishes it all)."""
         self._sent = {p.name: _Sent() for p in self._points}
 
+    def _candidates(self, reported: Collection[int] | None) -> list[PointSpec]:
+        """Every point, or those reading a reported DP, held ones, and those reading none."""
+        if reported is None:
+            return list(self._points)
+        found = {p.name: p for p in self._points if not self._dpids[p.name]}
+        found.update(self._held)
+        for dpid in reported:
+            found.update((p.name, p) for p in self._readers.get(dpid, ()))
+        return list(found.values())
+
     def due(
-        self, snapshot: CacheSnapshot, now: float, emit: Callable[[Outgoing], None]
+        self,
+        snapshot: CacheSnapshot,
+        now: float,
+        emit: Callable[[Outgoing], None],
+        reported: Collection[int] | None = None,
     ) -> float | None:
-        """Emit what changed and may be sent now; the time a held change is due, if any."""
+        """Emit what changed and may be sent now; the time a held change is due, if any.
+
+        ``reported``: the DPs reported since the last call; None looks at every point.
+        """
         next_due: float | None = None
         status = self._status(snapshot) if self._status is not None else {}
-        for point in self._points:
+        for point in self._candidates(reported):
             held = self._check(point, snapshot, status, now, emit)
-            if held is not None and (next_due is None or held < next_due):
+            if held is None:
+                self._held.pop(point.name, None)
+                continue
+            self._held[point.name] = point
+            if next_due is None or held < next_due:
                 next_due = held
         return next_due
 

@@ -15,6 +15,7 @@ from served import Served, eventually, start_served
 from gateway.config import DeviceConfig, GatewayConfig, WritePolicy
 from gateway.modbus.server import TcpListener
 from gateway.mqtt import MqttSettings
+from gateway.mqtt.commands import CommandOutcome
 from gateway.regmap.load import load_map
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,6 +159,9 @@ async def test_the_discovered_switch_command_opens_the_breaker(
 ) -> None:
     async with listening(broker.port, "homeassistant/#", f"{GW}/#") as (client, heard):
         gw = await start(gateway_config(tmp_path, broker))
+        assert gw.service.mqtt is not None
+        audited: list[CommandOutcome] = []
+        gw.service.mqtt.audit_hook = audited.append
         switch = json.loads(await heard_text(heard, SWITCH_CONFIG))
         await heard_text(heard, f"{GW}/1/status", "online")
         assert gw.twin().switch_on
@@ -167,6 +171,14 @@ async def test_the_discovered_switch_command_opens_the_breaker(
         assert coil.bits[0] is False  # over Modbus: the breaker is open
         assert not gw.twin().switch_on
         await heard_text(heard, switch["state_topic"], switch["payload_off"])
+        (outcome,) = audited
+        assert (outcome.unit, outcome.point, outcome.old, outcome.payload, outcome.result) == (
+            1,
+            "switch",
+            "ON",
+            "OFF",
+            "ok",
+        )
 
 
 async def test_bad_commands_are_refused_with_a_reason(

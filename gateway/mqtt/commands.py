@@ -15,10 +15,11 @@ import time
 from collections.abc import Callable
 
 from gateway.modbus.tables import ExceptionCode
-from gateway.mqtt.payloads import CommandPayloadError, command_words
+from gateway.mqtt.payloads import CommandPayloadError, command_words, format_value
 from gateway.regmap.specs import PointSpec, RegisterMap
 from gateway.unit.backend import UnitBackend
 from gateway.unit.cache import DatapointCache
+from gateway.unit.values import read_source
 
 __all__ = ["OK", "AuditHook", "Command", "CommandOutcome", "execute", "refusal"]
 
@@ -56,6 +57,7 @@ class CommandOutcome:
     payload: str
     result: str
     duration_s: float
+    old: str | None = None  # the point's value when the command arrived
 
 
 AuditHook = Callable[[CommandOutcome], None]
@@ -71,6 +73,16 @@ def _writable_point(regmap: RegisterMap, name: str) -> PointSpec | None:
     except KeyError:
         return None
     return point if point.writable else None
+
+
+def _shown(regmap: RegisterMap, cache: DatapointCache, name: str) -> str | None:
+    """A point's current value as MQTT shows it; None if unknown."""
+    try:
+        point = regmap.point(name)
+    except KeyError:
+        return None
+    value = read_source(point.source, regmap.datapoints, cache.snapshot(), {}).value
+    return None if value is None else format_value(point, value)
 
 
 def refusal(command: Command, regmap: RegisterMap, cache: DatapointCache) -> str | None:
@@ -96,6 +108,7 @@ async def execute(
 ) -> CommandOutcome:
     """Check ``command``, write it through the backend, and say how it went."""
     started = time.monotonic()
+    old = _shown(regmap, cache, command.point)
     result = refusal(command, regmap, cache)
     if result is None:
         point = regmap.point(command.point)
@@ -109,13 +122,15 @@ async def execute(
         command.payload[:64].decode("utf-8", "replace"),
         result,
         time.monotonic() - started,
+        old,
     )
     log = _LOGGER.info if result == OK else _LOGGER.warning
     log(
-        "mqtt command %s unit %d %s = %r: %s",
+        "mqtt command by %s, unit %d, point %s: %s -> %r: %s",
         client,
         outcome.unit,
         outcome.point,
+        old,
         outcome.payload,
         result,
     )

@@ -160,7 +160,7 @@ def entities(regmap: RegisterMap, topics: Topics, unit: int) -> list[Entity]:
         component, extra = _component(regmap, point, has_lifetime)
         config: dict[str, Any] = {
             "name": point.name.replace("_", " ").capitalize(),
-            "unique_id": f"{topics.unit_key(unit)}_{point.name}",
+            "unique_id": f"tuya_modbus_gateway_{topics.unit_key(unit)}_{point.name}",
             "state_topic": topics.state(unit, point.name),
             "json_attributes_topic": topics.attributes(unit, point.name),
             "availability": availability,

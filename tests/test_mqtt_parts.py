@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from gateway.config import load_config
 from gateway.errors import ConfigError
 from gateway.mqtt import MqttSettings, add_cli_options, settings_from_args
 from gateway.mqtt.commands import Command, refusal
+from gateway.mqtt.connection import raise_if_cancelled
 from gateway.mqtt.discovery import entities
 from gateway.mqtt.outbox import Outbox, Outgoing
 from gateway.mqtt.payloads import CommandPayloadError, command_words, format_value
@@ -164,3 +166,26 @@ def test_a_lifetime_energy_point_is_the_total_increasing_one(tmp_path: Path) -> 
     assert found["energy_total"]["state_class"] == "total"
     plain = {e.point.name: e.config for e in entities(MAP, TOPICS, 1)}
     assert plain["energy_total"]["state_class"] == "total_increasing"
+
+
+async def test_a_cancellation_wait_for_swallowed_is_raised_again() -> None:
+    # aiomqtt waits with asyncio.wait_for: on 3.11 a cancel that meets the completing future is
+    # dropped and the task carries on (the bridge's sender then hung stop() for good).
+    async def worker(future: asyncio.Future[int], check: bool) -> str:
+        await asyncio.wait_for(future, 5)
+        if check:
+            raise_if_cancelled()
+        return "carried on"
+
+    for check, expected in ((False, "carried on"), (True, "cancelled")):
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(worker(future, check))
+        await asyncio.sleep(0)
+        future.set_result(1)
+        await asyncio.sleep(0)
+        task.cancel()
+        try:
+            outcome = await task
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+        assert outcome == expected

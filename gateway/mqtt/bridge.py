@@ -20,7 +20,13 @@ from typing import Protocol
 import aiomqtt
 
 from gateway.mqtt.commands import AuditHook, Command, execute
-from gateway.mqtt.connection import arrival_time, expiry_interval, first_failure, open_client
+from gateway.mqtt.connection import (
+    arrival_time,
+    expiry_interval,
+    first_failure,
+    open_client,
+    raise_if_cancelled,
+)
 from gateway.mqtt.discovery import discovery_messages
 from gateway.mqtt.outbox import Outbox, Outgoing
 from gateway.mqtt.settings import MqttSettings
@@ -203,6 +209,7 @@ class MqttBridge:
                 )
             finally:
                 self._client = None
+            raise_if_cancelled()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.settings.backoff_max_s)
 
@@ -211,6 +218,7 @@ class MqttBridge:
         await client.publish(self.topics.status, ONLINE, qos=1, retain=True)
         await client.subscribe(self.topics.command_filter, qos=1)
         await client.subscribe(self.topics.ha_status, qos=1)
+        raise_if_cancelled()
         self._client = client
         _LOGGER.info("mqtt: connected to %s (session %d)", self.settings.url, self.stats.sessions)
         self._republish()
@@ -240,6 +248,7 @@ class MqttBridge:
                 self.outbox.put(message)  # the next session sends it (or a newer value)
                 raise
             self.stats.messages_sent += 1
+            raise_if_cancelled()
             await asyncio.sleep(0)  # a QoS 0 publish may not suspend: let Modbus in
 
     async def _receive_loop(self, client: aiomqtt.Client) -> None:

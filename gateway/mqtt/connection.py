@@ -15,7 +15,13 @@ from aiomqtt import ProtocolVersion, TLSParameters, Will
 from gateway.mqtt.settings import MqttSettings
 from gateway.mqtt.topics import OFFLINE, Topics
 
-__all__ = ["arrival_time", "expiry_interval", "first_failure", "open_client"]
+__all__ = [
+    "arrival_time",
+    "expiry_interval",
+    "first_failure",
+    "open_client",
+    "raise_if_cancelled",
+]
 
 _KEEPALIVE_S = 30
 _INCOMING_LIMIT = 256  # commands and HA status only: a flood is dropped, not buffered
@@ -28,6 +34,17 @@ class _StampedQueue(asyncio.Queue[aiomqtt.Message]):
     def _put(self, item: aiomqtt.Message) -> None:
         _ARRIVALS[item] = time.monotonic()
         super()._put(item)
+
+
+def raise_if_cancelled() -> None:
+    """Re-raise a cancellation aiomqtt swallowed.
+
+    aiomqtt waits with ``asyncio.wait_for``, which on 3.11 drops a cancellation that arrives as
+    the awaited future completes: the task would carry on (and ``stop()`` would wait forever).
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def arrival_time(message: aiomqtt.Message) -> float:

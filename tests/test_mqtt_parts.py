@@ -189,3 +189,10 @@ async def test_a_cancellation_wait_for_swallowed_is_raised_again() -> None:
         except asyncio.CancelledError:
             outcome = "cancelled"
         assert outcome == expected
+
+
+def test_run_refuses_a_bad_broker_url_as_invalid_input(capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.cli import main
+
+    assert main(["run", "--link", "sim://", "--tcp", "127.0.0.1:0", "--mqtt", "http://x"]) == 2
+    assert "--mqtt: expected mqtt://HOST:PORT" in capsys.readouterr().err

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from gateway.errors import ConfigError
-from gateway.regmap.yaml_schema import Checked, Num, Str, obj
+from gateway.regmap.yaml_schema import Checked, Int, Num, Str, obj
 
 __all__ = [
     "DEFAULT_BASE",
@@ -43,7 +43,7 @@ MQTT_SCHEMA = obj(
     gateway_id=Str(pattern=_TOPIC_LEVEL, description="default: derived from the host name"),
     discovery_prefix=Str(pattern=_TOPIC_PATH, description="Home Assistant's, homeassistant"),
     min_interval_s=Num(minimum=0, description="least time between two values of a point"),
-    queue_size=Num(minimum=16, description="outgoing messages held at most (newest win)"),
+    queue_size=Int(16, 1_000_000, "outgoing messages held at most (newest win)"),
 )
 
 
@@ -55,7 +55,7 @@ class MqttSettings:
     port: int = 1883
     tls: bool = False
     username: str | None = None
-    password: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)  # never in a log line
     ca: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
@@ -97,8 +97,6 @@ def _from_url(url: str) -> MqttSettings:
 
 def _merge(settings: MqttSettings, fields: dict[str, Any]) -> MqttSettings:
     fields = {k: v for k, v in fields.items() if v is not None and k != "url"}
-    if "queue_size" in fields:
-        fields["queue_size"] = int(fields["queue_size"])
     settings = dataclasses.replace(settings, **fields)
     if not settings.gateway_id:
         settings = dataclasses.replace(settings, gateway_id=default_gateway_id())

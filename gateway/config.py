@@ -163,4 +163,4 @@ def load_config(path: str) -> GatewayConfig:
     mqtt = parse_section(checked, data.get("mqtt"))
     if checked.errors:
         raise ConfigError(checked.errors)
-    return GatewayConfig(devices, tcp, rtu, WritePolicy(**policy), mqtt)
+    return GatewayConfig(devices=devices, tcp=tcp, rtu=rtu, policy=WritePolicy(**policy), mqtt=mqtt)

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BASE = "tuya-modbus-gateway"
 GATEWAYS = ("site-a", "site-b", "site-c")
 UNITS = (1, 2, 3, 4)
+STOP_TIMEOUT_S = 15.0
 
 
 def fleet_yaml(folder: Path, gateway_id: str, port: int) -> Path:
@@ -58,8 +59,20 @@ async def fleet(folder: Path, port: int) -> AsyncIterator[list[asyncio.subproces
         for process in processes:
             if process.returncode is None:
                 process.terminate()
-        for process in processes:
+        stuck = [p for p in processes if not await _exited(p)]
+        assert not stuck, f"{len(stuck)} gateway(s) ignored SIGTERM for {STOP_TIMEOUT_S} s"
+
+
+async def _exited(process: asyncio.subprocess.Process) -> bool:
+    """Whether ``process`` ends within STOP_TIMEOUT_S; killed if not."""
+    try:
+        async with asyncio.timeout(STOP_TIMEOUT_S):
             await process.wait()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        return False
+    return True
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from typing import Any
 import gateway.twin  # noqa: F401 - registers sim:// and how to check its URLs
 from gateway.errors import ConfigError
 from gateway.modbus.server import RtuListener, TcpListener
+from gateway.mqtt.settings import MQTT_SCHEMA, MqttSettings, parse_section
 from gateway.regmap.shipped import resolve_map
 from gateway.regmap.yaml_check import check_yaml
 from gateway.regmap.yaml_read import read_text
@@ -90,6 +91,7 @@ CONFIG_SCHEMA = obj(
     http=HTTP_SCHEMA,
     state_dir=Str(description="lifetime energy store, relative to this file"),
     audit=security.AUDIT_SCHEMA,
+    mqtt=MQTT_SCHEMA,
 )
 
 
@@ -128,6 +130,7 @@ class GatewayConfig:
     security: security.SecuritySettings = dataclasses.field(
         default_factory=security.SecuritySettings
     )
+    mqtt: MqttSettings | None = None
 
 
 def parse_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -202,13 +205,14 @@ def load_config(path: str) -> GatewayConfig:
     tcp, rtu = _modbus(checked, data.get("modbus", {}))
     devices = _devices(checked, data.get("devices", []), os.path.dirname(os.path.abspath(path)))
     policy = WritePolicy(**data.get("write_policy", {}))
+    mqtt = parse_section(checked, data.get("mqtt"))
     if checked.errors:
         raise ConfigError(checked.errors)
     http = http_from_yaml(data.get("http"))
     base_dir = os.path.dirname(os.path.abspath(path))
     state_dir = _resolve(base_dir, data.get("state_dir"))
     secure = security.security_from_yaml(data, base_dir)
-    return GatewayConfig(devices, tcp, rtu, policy, http, state_dir, secure)
+    return GatewayConfig(devices, tcp, rtu, policy, http, state_dir, secure, mqtt)
 
 
 # -- the single-device flags of run ----------------------------------------------------------

@@ -18,6 +18,9 @@ from gateway import logs
 from gateway.config import DeviceConfig, GatewayConfig
 from gateway.modbus.server import ModbusService
 from gateway.modbus.server import UnitBackend as ServedUnit
+from gateway.mqtt import MqttBridge
+from gateway.mqtt.commands import audit_into
+from gateway.mqtt.settings import MqttSettings
 from gateway.regmap.catalog import AUTO, load_maps
 from gateway.regmap.specs import RegisterMap
 from gateway.security.runtime import SecurityRuntime
@@ -103,6 +106,7 @@ class GatewayService:
         )
         if self.web is not None:
             self.web.connections = self.modbus.connections
+        self.mqtt = None if config.mqtt is None else self._mqtt_bridge(config.mqtt)
         self._started = False
 
     def _served(self, unit: Unit) -> ServedUnit:
@@ -178,6 +182,10 @@ class GatewayService:
             "refused_writes": writes,
         }
 
+    def _mqtt_bridge(self, settings: MqttSettings) -> MqttBridge:
+        audit = audit_into(lambda: self.security.policy.audit)  # opened by security.start()
+        return MqttBridge(settings, self.units, audit=audit)
+
     @property
     def tcp_port(self) -> int:
         """The bound Modbus TCP port (useful with port 0)."""
@@ -198,6 +206,8 @@ class GatewayService:
         for unit_id, unit in self.units.items():
             with logs.unit_context(unit_id, unit.device.link):  # the link's tasks inherit it
                 await unit.link.start()
+        if self.mqtt is not None:
+            await self.mqtt.start()
         self._started = True
         _LOGGER.info("%s", self.summary())
         tcp = self.config.tcp
@@ -214,6 +224,8 @@ class GatewayService:
         if not self._started:
             return
         self._started = False
+        if self.mqtt is not None:
+            await self.mqtt.stop()  # says offline while the links still run
         if self.web is not None:
             await self.web.stop()
         await self.modbus.stop(_longest_window(self.units.values()) + _ANSWER_SLACK_S)

@@ -1,0 +1,298 @@
+"""MqttBridge: the gateway as a client of an MQTT broker (state, discovery, commands).
+
+The Modbus side only ever touches the bridge through link listeners that mark a unit dirty:
+a sampler task turns dirty units into messages in the bounded :class:`Outbox`, and a sender
+task publishes them while a broker session is up. Each session (first connect, or reconnect
+after a broker restart or a network drop, with exponential backoff) publishes ``online``,
+subscribes, and republishes discovery, availability and every point's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+import aiomqtt
+
+from gateway.mqtt.commands import AuditHook, Command, execute
+from gateway.mqtt.connection import (
+    arrival_time,
+    expiry_interval,
+    first_failure,
+    open_client,
+    raise_if_cancelled,
+)
+from gateway.mqtt.discovery import discovery_messages
+from gateway.mqtt.outbox import Outbox, Outgoing
+from gateway.mqtt.settings import MqttSettings
+from gateway.mqtt.state import UnitState
+from gateway.mqtt.topics import OFFLINE, ONLINE, Topics
+from gateway.regmap.specs import RegisterMap
+from gateway.tuya.link import LinkState, McuLink
+from gateway.tuya.protocol import DpValue
+from gateway.unit.backend import UnitBackend
+from gateway.unit.cache import DatapointCache
+
+__all__ = ["BridgeStats", "BridgedUnit", "MqttBridge"]
+
+_LOGGER = logging.getLogger(__name__)
+_MAX_COMMANDS = 32  # commands being written at once; more are refused, not queued
+_STOP_TIMEOUT_S = 2.0
+
+
+class BridgedUnit(Protocol):
+    """What the bridge needs of a served unit."""
+
+    @property
+    def register_map(self) -> RegisterMap: ...
+    @property
+    def link(self) -> McuLink: ...
+    @property
+    def cache(self) -> DatapointCache: ...
+    @property
+    def backend(self) -> UnitBackend: ...
+
+
+@dataclasses.dataclass(slots=True)
+class BridgeStats:
+    """Live counters of the MQTT side."""
+
+    sessions: int = 0
+    messages_sent: int = 0
+    commands: int = 0
+    commands_refused: int = 0
+
+
+class MqttBridge:
+    """Publishes every unit's state and discovery, and executes commands, on one broker."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        units: Mapping[int, BridgedUnit],
+        audit: AuditHook | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.base, settings.gateway_id, settings.discovery_prefix)
+        self.units = dict(units)
+        self.outbox = Outbox(settings.queue_size)
+        self.stats = BridgeStats()
+        self.audit_hook = audit  # gateway/security/audit.py plugs in here when it exists
+        self._states = {
+            u: UnitState(
+                unit.register_map,
+                self.topics,
+                u,
+                settings.min_interval_s,
+                unit.backend.status_values,
+            )
+            for u, unit in self.units.items()
+        }
+        self._online: dict[int, bool] = {}
+        self._dirty: dict[int, set[int] | None] = {}  # unit -> DPs reported; None: all
+        self._wake = asyncio.Event()
+        self._removers: list[Callable[[], None]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._commands: set[asyncio.Task[None]] = set()
+        self._client: aiomqtt.Client | None = None
+
+    @property
+    def outbox_dropped(self) -> int:
+        return self.outbox.dropped
+
+    async def start(self) -> None:
+        """Listen to every unit's link and run the broker session in the background."""
+        for unit_id, unit in self.units.items():
+            self._removers.append(unit.link.add_report_listener(self._dirty_hook(unit_id)))
+            self._removers.append(unit.link.add_state_listener(self._state_hook(unit_id)))
+            self._link_state(unit_id, unit.link.state)
+        self._tasks = [
+            asyncio.create_task(self._sample_loop(), name="mqtt-sampler"),
+            asyncio.create_task(self._run(), name="mqtt-session"),
+        ]
+        _LOGGER.info(
+            "mqtt: publishing to %s as %s (discovery under %s/)",
+            self.settings.url,
+            self.topics.root,
+            self.settings.discovery_prefix,
+        )
+
+    async def stop(self) -> None:
+        """Say ``offline`` (when connected) and close the session; safe to call twice."""
+        for remove in self._removers:
+            remove()
+        self._removers.clear()
+        client = self._client
+        if client is not None:
+            try:
+                async with asyncio.timeout(_STOP_TIMEOUT_S):
+                    await client.publish(self.topics.status, OFFLINE, qos=1, retain=True)
+            except (aiomqtt.MqttError, TimeoutError) as err:
+                _LOGGER.warning("mqtt: could not say offline: %s", err)
+        tasks = [*self._tasks, *self._commands]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    # -- the Modbus side's hooks: O(1), never blocking ------------------------------------
+    def _dirty_hook(self, unit_id: int) -> Callable[[DpValue], None]:
+        def mark(dp: DpValue) -> None:
+            reported = self._dirty.setdefault(unit_id, set())
+            if reported is not None:
+                reported.add(dp.dpid)
+            self._wake.set()
+
+        return mark
+
+    def _state_hook(self, unit_id: int) -> Callable[[LinkState], None]:
+        def on_state(state: LinkState) -> None:
+            self._link_state(unit_id, state)
+            self._mark_all(unit_id)
+
+        return on_state
+
+    def _mark_all(self, unit_id: int) -> None:
+        self._dirty[unit_id] = None
+        self._wake.set()
+
+    def _link_state(self, unit_id: int, state: LinkState) -> None:
+        online = state is LinkState.READY
+        if self._online.get(unit_id) != online:
+            self._online[unit_id] = online
+            self._put_unit_status(unit_id)
+
+    def _put_unit_status(self, unit_id: int) -> None:
+        payload = ONLINE if self._online.get(unit_id) else OFFLINE
+        self.outbox.put(Outgoing(self.topics.unit_status(unit_id), payload, qos=1))
+
+    # -- sampler: dirty units -> outbox ---------------------------------------------------
+    async def _sample_loop(self) -> None:
+        held: dict[int, float] = {}
+        while True:
+            delay = None if not held else max(0.0, min(held.values()) - time.monotonic())
+            try:
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            now = time.monotonic()
+            dirty, self._dirty = self._dirty, {}
+            for unit_id, when in list(held.items()):
+                if when <= now:
+                    dirty.setdefault(unit_id, set())
+            for unit_id, reported in dirty.items():
+                held.pop(unit_id, None)
+                snapshot = self.units[unit_id].cache.snapshot()
+                due = self._states[unit_id].due(snapshot, now, self.outbox.put, reported)
+                if due is not None:
+                    held[unit_id] = due
+                await asyncio.sleep(0)  # one unit at a time: Modbus requests get their turn
+
+    # -- broker sessions ------------------------------------------------------------------
+    async def _run(self) -> None:
+        backoff = self.settings.backoff_min_s
+        while True:
+            try:
+                async with open_client(self.settings, self.topics) as client:
+                    backoff = self.settings.backoff_min_s
+                    await self._session(client)
+            except aiomqtt.MqttError as err:
+                _LOGGER.warning(
+                    "mqtt: broker %s: %s; retrying in %.1f s", self.settings.url, err, backoff
+                )
+            finally:
+                self._client = None
+            raise_if_cancelled()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.settings.backoff_max_s)
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        self.stats.sessions += 1
+        await client.publish(self.topics.status, ONLINE, qos=1, retain=True)
+        await client.subscribe(self.topics.command_filter, qos=1)
+        await client.subscribe(self.topics.ha_status, qos=1)
+        raise_if_cancelled()
+        self._client = client
+        _LOGGER.info("mqtt: connected to %s (session %d)", self.settings.url, self.stats.sessions)
+        self._republish()
+        await first_failure(self._send_loop(client), self._receive_loop(client))
+
+    def _republish(self) -> None:
+        """Everything again: discovery, availability, every point's state."""
+        self._put_discovery()
+        for unit_id, state in self._states.items():
+            self._put_unit_status(unit_id)
+            state.forget()
+            self._mark_all(unit_id)
+
+    def _put_discovery(self) -> None:
+        for unit_id, unit in self.units.items():
+            for topic, config in discovery_messages(unit.register_map, self.topics, unit_id):
+                self.outbox.put(Outgoing(topic, json.dumps(config), qos=1))
+
+    async def _send_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            message = await self.outbox.get()
+            try:
+                await client.publish(
+                    message.topic, message.payload, qos=message.qos, retain=message.retain
+                )
+            except aiomqtt.MqttError:
+                self.outbox.put(message)  # the next session sends it (or a newer value)
+                raise
+            self.stats.messages_sent += 1
+            raise_if_cancelled()
+            await asyncio.sleep(0)  # a QoS 0 publish may not suspend: let Modbus in
+
+    async def _receive_loop(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            topic = str(message.topic)
+            if topic == self.topics.ha_status:
+                if message.payload == ONLINE.encode():
+                    _LOGGER.info("mqtt: Home Assistant is online: discovery again")
+                    self._put_discovery()
+                continue
+            self._on_command(client, topic, message)
+
+    def _on_command(self, client: aiomqtt.Client, topic: str, message: aiomqtt.Message) -> None:
+        target = self.topics.parse_command(topic)
+        payload = message.payload if isinstance(message.payload, bytes) else b""
+        if target is None or target[0] not in self.units or not payload:
+            return
+        if len(self._commands) >= _MAX_COMMANDS:
+            _LOGGER.warning("mqtt: command on %s refused: too many in progress", topic)
+            return
+        command = Command(
+            target[0],
+            target[1],
+            payload,
+            retained=message.retain,
+            expiry_s=expiry_interval(message),
+            waited_s=time.monotonic() - arrival_time(message),
+        )
+        task = asyncio.create_task(self._command(client, command))
+        self._commands.add(task)
+        task.add_done_callback(self._commands.discard)
+
+    async def _command(self, client: aiomqtt.Client, command: Command) -> None:
+        unit = self.units[command.unit]
+        self.stats.commands += 1
+        outcome = await execute(
+            command, unit.register_map, unit.cache, unit.backend, f"mqtt:{self.settings.host}"
+        )
+        if outcome.result != "ok":
+            self.stats.commands_refused += 1
+        if self.audit_hook is not None:
+            self.audit_hook(outcome)
+        result_topic = self.topics.result(command.unit, command.point)
+        try:
+            await client.publish(result_topic, outcome.result, qos=1, retain=False)
+        except aiomqtt.MqttError as err:
+            _LOGGER.warning("mqtt: result of %s not published: %s", result_topic, err)

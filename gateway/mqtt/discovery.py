@@ -1,0 +1,185 @@
+"""Home Assistant MQTT discovery: one device per unit, one entity per point. Pure code.
+
+Components: a writable on/off point is a ``switch`` (the motor's is the breaker itself, the
+others are settings), a writable number a ``number`` with the map's range and step, a
+read-only on/off point a ``binary_sensor`` (fault bits as ``problem``), anything else a
+``sensor`` with the device class and state class its unit implies. Points that show gateway
+status, and second encodings of a source already announced (the float32 copies), get no
+entity; their values are still published.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from fractions import Fraction
+from typing import Any
+
+from gateway.mqtt.payloads import OFF, ON, is_on_off
+from gateway.mqtt.topics import OFFLINE, ONLINE, Topics
+from gateway.regmap.specs import DpSource, PointSpec, RegisterMap, Source, StatusSource
+
+__all__ = ["Entity", "discovery_messages", "entities", "published_points"]
+
+# unit of measurement -> (device_class, state_class)
+_CLASSES: dict[str, tuple[str | None, str | None]] = {
+    "V": ("voltage", "measurement"),
+    "A": ("current", "measurement"),
+    "mA": ("current", "measurement"),
+    "W": ("power", "measurement"),
+    "kW": ("power", "measurement"),
+    "VA": ("apparent_power", "measurement"),
+    "var": ("reactive_power", "measurement"),
+    "Hz": ("frequency", "measurement"),
+    "°C": ("temperature", "measurement"),
+    "kWh": ("energy", "total_increasing"),
+    "Wh": ("energy", "total_increasing"),
+}
+_ENERGY_UNITS = ("kWh", "Wh")
+_LIFETIME = "lifetime"  # a map's never-decreasing energy point has this in its name
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Entity:
+    """One point as a Home Assistant entity."""
+
+    component: str
+    point: PointSpec
+    config: dict[str, Any]
+
+
+def _reads_status(source: Source) -> bool:
+    if isinstance(source, StatusSource):
+        return True
+    args = getattr(source, "args", ())
+    return any(_reads_status(arg) for arg in args)
+
+
+def published_points(regmap: RegisterMap) -> list[PointSpec]:
+    """The points whose values go to MQTT: all but the gateway's own status values.
+
+    A lifetime energy point is published whatever its source (the gateway may keep it).
+    """
+    return [
+        point
+        for points in regmap.tables.values()
+        for point in points
+        if _LIFETIME in point.name or not _reads_status(point.source)
+    ]
+
+
+def _announced(regmap: RegisterMap) -> Iterator[PointSpec]:
+    seen: set[Source] = set()
+    for point in published_points(regmap):
+        if point.source in seen and _LIFETIME not in point.name:
+            continue
+        seen.add(point.source)
+        yield point
+
+
+def _is_motor(regmap: RegisterMap, point: PointSpec) -> bool:
+    source = point.source
+    return isinstance(source, DpSource) and regmap.datapoints[source.datapoint].motor
+
+
+def _number_range(regmap: RegisterMap, point: PointSpec) -> dict[str, float]:
+    """min, max and step of a writable number, in the point's unit."""
+    source = point.source
+    assert isinstance(source, DpSource)  # only datapoint sources are writable
+    spec = regmap.datapoints[source.datapoint]
+    low, high, step = spec.min, spec.max, spec.step
+    record = spec.records.get(source.member or "") if source.kind == "record" else None
+    if record is not None:
+        low, high, step = record.min, record.max, record.step
+    resolution = Fraction(1, point.scale) if point.scale > 0 else Fraction(1)
+    found = {"min": low, "max": high, "step": step or resolution}
+    return {key: float(value) for key, value in found.items() if value is not None}
+
+
+def _sensor_classes(point: PointSpec, has_lifetime: bool) -> dict[str, str]:
+    device_class, state_class = _CLASSES.get(point.unit, (None, None))
+    if point.unit == "" and "power_factor" in point.name:
+        device_class, state_class = "power_factor", "measurement"
+    if point.format == "string":
+        return {}
+    if device_class == "energy" and has_lifetime and _LIFETIME not in point.name:
+        state_class = "total"  # the MCU's own counter can go back; the lifetime one cannot
+    classes = {"device_class": device_class, "state_class": state_class or "measurement"}
+    if point.unit:
+        classes["unit_of_measurement"] = point.unit
+    return {key: value for key, value in classes.items() if value is not None}
+
+
+def _component(
+    regmap: RegisterMap, point: PointSpec, has_lifetime: bool
+) -> tuple[str, dict[str, Any]]:
+    if point.writable and is_on_off(point):
+        extra: dict[str, Any] = {"payload_on": ON, "payload_off": OFF}
+        if not _is_motor(regmap, point):
+            extra["entity_category"] = "config"
+        return "switch", extra
+    if point.writable:
+        extra = {"mode": "box", "entity_category": "config", **_number_range(regmap, point)}
+        if point.unit:
+            extra["unit_of_measurement"] = point.unit
+        return "number", extra
+    if is_on_off(point):
+        extra = {"payload_on": ON, "payload_off": OFF}
+        if isinstance(point.source, DpSource) and point.source.kind == "bit":
+            extra.update(device_class="problem", entity_category="diagnostic")
+        return "binary_sensor", extra
+    return "sensor", _sensor_classes(point, has_lifetime)
+
+
+def _device(regmap: RegisterMap, topics: Topics, unit: int) -> dict[str, Any]:
+    spec = regmap.device
+    device: dict[str, Any] = {
+        "identifiers": [f"tuya_modbus_gateway_{topics.unit_key(unit)}"],
+        "name": f"{spec.model or spec.name} unit {unit} ({topics.gateway_id})",
+        "model": spec.model or spec.name,
+        "manufacturer": spec.vendor or "Tuya",
+    }
+    return device
+
+
+def entities(regmap: RegisterMap, topics: Topics, unit: int) -> list[Entity]:
+    """The entities of one unit, each with its discovery config."""
+    points = list(_announced(regmap))
+    has_lifetime = any(_LIFETIME in p.name and p.unit in _ENERGY_UNITS for p in points)
+    availability = [
+        {"topic": topics.status, "payload_available": ONLINE, "payload_not_available": OFFLINE},
+        {
+            "topic": topics.unit_status(unit),
+            "payload_available": ONLINE,
+            "payload_not_available": OFFLINE,
+        },
+    ]
+    device = _device(regmap, topics, unit)
+    found = []
+    for point in points:
+        component, extra = _component(regmap, point, has_lifetime)
+        config: dict[str, Any] = {
+            "name": point.name.replace("_", " ").capitalize(),
+            "unique_id": f"tuya_modbus_gateway_{topics.unit_key(unit)}_{point.name}",
+            "state_topic": topics.state(unit, point.name),
+            "json_attributes_topic": topics.attributes(unit, point.name),
+            "availability": availability,
+            "availability_mode": "all",
+            "device": device,
+            "origin": {"name": "tuya-modbus-gateway"},
+            **extra,
+        }
+        if point.writable:
+            config["command_topic"] = topics.command(unit, point.name)
+        found.append(Entity(component, point, config))
+    return found
+
+
+def discovery_messages(
+    regmap: RegisterMap, topics: Topics, unit: int
+) -> list[tuple[str, dict[str, Any]]]:
+    """(topic, config) of every entity of one unit."""
+    return [
+        (topics.discovery(e.component, unit, e.point.name), e.config)
+        for e in entities(regmap, topics, unit)
+    ]

@@ -1,0 +1,198 @@
+"""The MQTT northbound's pure parts: settings, topics, payloads, discovery, outbox, refusals."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load_config
+from gateway.errors import ConfigError
+from gateway.mqtt import MqttSettings, add_cli_options, settings_from_args
+from gateway.mqtt.commands import Command, refusal
+from gateway.mqtt.connection import raise_if_cancelled
+from gateway.mqtt.discovery import entities
+from gateway.mqtt.outbox import Outbox, Outgoing
+from gateway.mqtt.payloads import CommandPayloadError, command_words, format_value
+from gateway.mqtt.settings import default_gateway_id
+from gateway.mqtt.topics import Topics
+from gateway.regmap.load import load_map
+from gateway.unit.cache import DatapointCache
+
+ROOT = Path(__file__).resolve().parents[1]
+MAP = load_map(ROOT / "register_map.yaml")
+TOPICS = Topics("tuya-modbus-gateway", "gw1")
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_cli_options(parser)
+    return parser.parse_args(argv)
+
+
+def test_broker_urls_give_host_port_tls_and_login() -> None:
+    plain = settings_from_args(_args("--mqtt", "mqtt://broker.lan"), None)
+    assert plain is not None
+    assert (plain.host, plain.port, plain.tls) == ("broker.lan", 1883, False)
+    assert plain.gateway_id == default_gateway_id()
+    tls = settings_from_args(_args("--mqtt", "mqtts://u%40x:p@10.0.0.5:9883"), None)
+    assert tls is not None
+    assert (tls.host, tls.port, tls.tls, tls.username, tls.password) == (
+        "10.0.0.5",
+        9883,
+        True,
+        "u@x",
+        "p",
+    )
+    assert settings_from_args(_args(), None) is None
+    with pytest.raises(ConfigError, match="--mqtt"):
+        settings_from_args(_args("--mqtt", "http://broker"), None)
+
+
+def test_the_default_gateway_id_is_stable_and_topic_safe() -> None:
+    assert default_gateway_id("Pi-4.Home.Lan") == "gw-pi-4"
+    assert default_gateway_id("a b/c+#") == "gw-a-b-c"
+    assert default_gateway_id("...") == "gw-host"
+
+
+def test_the_mqtt_section_of_gateway_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "modbus: {tcp: {port: 0}}\n"
+        "mqtt:\n  url: mqtts://broker:8884\n  username: gw\n  password: secret\n"
+        "  ca: ca.pem\n  base: plant/breakers\n  gateway_id: hall-2\n  min_interval_s: 5\n"
+        f"devices:\n  - {{unit: 1, link: 'sim://', map: {ROOT / 'register_map.yaml'}}}\n"
+    )
+    settings = load_config(str(path)).mqtt
+    assert settings == MqttSettings(
+        "broker",
+        8884,
+        tls=True,
+        username="gw",
+        password="secret",
+        ca="ca.pem",
+        base="plant/breakers",
+        gateway_id="hall-2",
+        min_interval_s=5,
+    )
+    moved = settings_from_args(_args("--mqtt", "mqtt://other:1999"), settings)
+    assert moved is not None
+    assert (moved.host, moved.port, moved.tls, moved.username) == ("other", 1999, False, "gw")
+    assert moved.gateway_id == "hall-2"
+    path.write_text(path.read_text().replace("gateway_id: hall-2", "gateway_id: 'a/b'"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path))
+    assert any("mqtt.gateway_id" in line and ":8:" in line for line in caught.value.errors)
+
+
+def test_command_topics_parse_back_and_nothing_else_does() -> None:
+    assert TOPICS.parse_command("tuya-modbus-gateway/gw1/3/switch/set") == (3, "switch")
+    assert TOPICS.parse_command("tuya-modbus-gateway/gw2/3/switch/set") is None
+    assert TOPICS.parse_command("tuya-modbus-gateway/gw1/x/switch/set") is None
+    assert TOPICS.parse_command("tuya-modbus-gateway/gw1/3/switch/result") is None
+
+
+def test_payloads_show_values_and_commands_become_words() -> None:
+    voltage, switch = MAP.point("voltage"), MAP.point("switch")
+    assert format_value(voltage, Fraction(2326, 10)) == "232.6"
+    assert format_value(MAP.point("power_factor_f32"), Fraction(2, 3)) == "0.666667"
+    assert format_value(switch, Fraction(0)) == "OFF"
+    assert format_value(MAP.point("breaker_id"), "B-17") == "B-17"
+    assert command_words(switch, b"ON") == [1]
+    assert command_words(MAP.point("overvoltage_threshold"), b"250") == [250]
+    assert command_words(MAP.point("overcurrent_enabled"), b"OFF") == [0]
+
+
+@pytest.mark.parametrize(
+    ("point", "payload", "reason"),
+    [
+        ("switch", b"on", "expected ON or OFF"),
+        ("switch", b"\xff", "UTF-8"),
+        ("overvoltage_threshold", b"250.5", "finer than"),
+        ("overvoltage_threshold", b"70000", "does not fit"),
+        ("overvoltage_threshold", b"nan", "expected a number"),
+        ("overvoltage_threshold", b"1e999999999", "expected a number"),
+    ],
+)
+def test_bad_command_payloads_are_refused(point: str, payload: bytes, reason: str) -> None:
+    with pytest.raises(CommandPayloadError, match=reason):
+        command_words(MAP.point(point), payload)
+
+
+def test_refusals_before_the_write_path() -> None:
+    cache = DatapointCache()
+    cache.set_link_state("READY")
+    fine = Command(1, "switch", b"OFF", expiry_s=10, waited_s=0.01)
+    assert refusal(fine, MAP, cache) is None
+    cases = {
+        Command(
+            1, "switch", b"OFF", retained=True
+        ): "refused: retained commands are never executed",
+        Command(1, "switch", b"OFF", expiry_s=1, waited_s=1.5): "refused: expired",
+        Command(1, "voltage", b"230"): "refused: no writable point 'voltage'",
+        Command(1, "nothing", b"1"): "refused: no writable point 'nothing'",
+    }
+    for command, expected in cases.items():
+        assert refusal(command, MAP, cache) == expected
+    cache.set_link_state("DOWN")
+    assert refusal(fine, MAP, cache) == "refused: link down"
+
+
+def test_the_outbox_keeps_the_newest_value_per_topic_and_counts_drops() -> None:
+    outbox = Outbox(limit=2)
+    outbox.put(Outgoing("a", "1"))
+    outbox.put(Outgoing("b", "1"))
+    outbox.put(Outgoing("a", "2"))  # replaces in place
+    assert (len(outbox), outbox.replaced, outbox.dropped) == (2, 1, 0)
+    outbox.put(Outgoing("c", "1"))  # full: the oldest pending ("a") goes
+    assert outbox.dropped == 1
+    assert [m.topic for m in outbox._pending.values()] == ["b", "c"]
+
+
+def test_a_lifetime_energy_point_is_the_total_increasing_one(tmp_path: Path) -> None:
+    text = (ROOT / "register_map.yaml").read_text(encoding="utf-8")
+    lifetime = (
+        "  - {name: energy_lifetime, address: 120, source: {mul: [total_energy, 1]},"
+        " format: uint32, scale: 100, unit: kWh}\n"
+    )
+    text = text.replace("  # gateway status, 200-221\n", lifetime + "  # gateway status, 200-221\n")
+    path = tmp_path / "map.yaml"
+    path.write_text(text, encoding="utf-8")
+    found = {e.point.name: e.config for e in entities(load_map(path), TOPICS, 1)}
+    assert found["energy_lifetime"]["state_class"] == "total_increasing"
+    assert found["energy_total"]["state_class"] == "total"
+    plain = {e.point.name: e.config for e in entities(MAP, TOPICS, 1)}
+    assert plain["energy_total"]["state_class"] == "total_increasing"
+
+
+async def test_a_cancellation_wait_for_swallowed_is_raised_again() -> None:
+    # aiomqtt waits with asyncio.wait_for: on 3.11 a cancel that meets the completing future is
+    # dropped and the task carries on (the bridge's sender then hung stop() for good).
+    async def worker(future: asyncio.Future[int], check: bool) -> str:
+        await asyncio.wait_for(future, 5)
+        if check:
+            raise_if_cancelled()
+        return "carried on"
+
+    for check, expected in ((False, "carried on"), (True, "cancelled")):
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(worker(future, check))
+        await asyncio.sleep(0)
+        future.set_result(1)
+        await asyncio.sleep(0)
+        task.cancel()
+        try:
+            outcome = await task
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+        assert outcome == expected
+
+
+def test_run_refuses_a_bad_broker_url_as_invalid_input(capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.cli import main
+
+    assert main(["run", "--link", "sim://", "--tcp", "127.0.0.1:0", "--mqtt", "http://x"]) == 2
+    assert "--mqtt: expected mqtt://HOST:PORT" in capsys.readouterr().err

@@ -19,7 +19,8 @@ from gateway.mqtt.outbox import Outbox, Outgoing
 from gateway.mqtt.payloads import CommandPayloadError, command_words, format_value
 from gateway.mqtt.settings import default_gateway_id
 from gateway.mqtt.topics import Topics
-from gateway.regmap.load import load_map
+from gateway.regmap.load import load_map, parse_map
+from gateway.tuya.link import LinkState
 from gateway.unit.cache import DatapointCache
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,7 +125,7 @@ def test_bad_command_payloads_are_refused(point: str, payload: bytes, reason: st
 
 def test_refusals_before_the_write_path() -> None:
     cache = DatapointCache()
-    cache.set_link_state("READY")
+    cache.set_link_state(LinkState.READY)
     fine = Command(1, "switch", b"OFF", expiry_s=10, waited_s=0.01)
     assert refusal(fine, MAP, cache) is None
     cases = {
@@ -137,7 +138,7 @@ def test_refusals_before_the_write_path() -> None:
     }
     for command, expected in cases.items():
         assert refusal(command, MAP, cache) == expected
-    cache.set_link_state("DOWN")
+    cache.set_link_state(LinkState.DOWN)
     assert refusal(fine, MAP, cache) == "refused: link down"
 
 
@@ -152,20 +153,19 @@ def test_the_outbox_keeps_the_newest_value_per_topic_and_counts_drops() -> None:
     assert [m.topic for m in outbox._pending.values()] == ["b", "c"]
 
 
-def test_a_lifetime_energy_point_is_the_total_increasing_one(tmp_path: Path) -> None:
-    text = (ROOT / "register_map.yaml").read_text(encoding="utf-8")
-    lifetime = (
-        "  - {name: energy_lifetime, address: 120, source: {mul: [total_energy, 1]},"
-        " format: uint32, scale: 100, unit: kWh}\n"
-    )
-    text = text.replace("  # gateway status, 200-221\n", lifetime + "  # gateway status, 200-221\n")
-    path = tmp_path / "map.yaml"
-    path.write_text(text, encoding="utf-8")
-    found = {e.point.name: e.config for e in entities(load_map(path), TOPICS, 1)}
+def test_a_lifetime_energy_point_is_the_total_increasing_one() -> None:
+    found = {e.point.name: e.config for e in entities(MAP, TOPICS, 1)}
     assert found["energy_lifetime"]["state_class"] == "total_increasing"
-    assert found["energy_total"]["state_class"] == "total"
-    plain = {e.point.name: e.config for e in entities(MAP, TOPICS, 1)}
-    assert plain["energy_total"]["state_class"] == "total_increasing"
+    assert found["energy_total"]["state_class"] == "total"  # the MCU's own counter can drop
+    plain = parse_map(
+        "device: {name: x}\n"
+        "datapoints: {total_energy: {id: 1, type: value, scale: -2, unit: kWh}}\n"
+        "input_registers:\n"
+        "  - {name: energy_total, address: 0, source: total_energy, format: uint32,"
+        " scale: 100, unit: kWh}\n"
+    )
+    alone = {e.point.name: e.config for e in entities(plain, TOPICS, 1)}
+    assert alone["energy_total"]["state_class"] == "total_increasing"
 
 
 async def test_a_cancellation_wait_for_swallowed_is_raised_again() -> None:

@@ -445,30 +445,40 @@ async def test_tongou_measurements_actions_events_and_keepalive(
 
 
 # -- SDM120 and SDM630: every documented register, read three ways ------------------------
-# Eastron's documents (see the maps' headers): parameter start addresses, float32 unless noted.
+# Eastron's documents (see the maps' headers for which, and what sdm_modbus adds): parameter
+# start addresses, float32 unless noted.
 SDM120_INPUTS = (
     *(0x00, 0x06, 0x0C, 0x12, 0x18, 0x1E, 0x24, 0x46, 0x48, 0x4A, 0x4C, 0x4E),
     *(0x54, 0x56, 0x58, 0x5A, 0x5C, 0x5E, 0x102, 0x108, 0x156, 0x158),
 )
 SDM120_HOLDING = (0x00, 0x02, 0x0C, 0x12, 0x14, 0x1C, 0x56, 0xF900, 0xF910, 0xF920, 0xF930)
-SDM120_HOLDING += (0xFC00, 0xFC03)
+SDM120_HOLDING += (0xF500, 0xFC00, 0xFC02, 0xFC03)
 SDM630_INPUTS = (
     *range(0x00, 0x2A, 2),
     *(0x2A, 0x2E, 0x30, 0x34, 0x38, 0x3C, 0x3E, 0x42, 0x46, 0x48, 0x4A, 0x4C, 0x4E, 0x50, 0x52),
-    *(0x54, 0x56, 0x64, 0x66, 0x68, 0x6A, 0xC8, 0xCA, 0xCC, 0xCE, 0xE0, 0xEA, 0xEC, 0xEE, 0xF0),
-    *(0xF2, 0xF4, 0xF8, 0xFA, *range(0x102, 0x10E, 2), 0x14E, 0x150, 0x152, 0x154, 0x156),
+    *(0x54, 0x56, 0x58, 0x5A, 0x5C, 0x5E, 0x64, 0x66, 0x68, 0x6A, 0xC8, 0xCA, 0xCC, 0xCE, 0xE0),
+    *(0xEA, 0xEC, 0xEE, 0xF0, 0xF2, 0xF4, 0xF8, 0xFA, 0xFE, *range(0x102, 0x10E, 2)),
+    *(0x14E, 0x150, 0x152, 0x154, 0x156),
     *range(0x158, 0x17E, 2),
 )
-SDM630_HOLDING = (0x00, 0x02, 0x0A, 0x0C, 0x0E, 0x12, 0x14, 0x1C, 0x56, 0xFC00, 0xFC03)
+SDM630_HOLDING = (0x00, 0x02, 0x06, 0x08, 0x0A, 0x0C, 0x0E, 0x12, 0x14, 0x16, 0x18, 0x1C, 0x1E)
+SDM630_HOLDING += (0x24, 0x28, 0x2A, 0x2C, 0x56, 0x58, 0xD8, 0xF010, 0xF910, 0xF920, 0xF930)
+SDM630_HOLDING += (0xFC00, 0xFC03)
 # the documented ranges, inclusive: what block readers sweep
 RANGES = {
     SDM120: {
         Table.INPUT_REGISTER: ((0x0000, 0x0159),),
-        Table.HOLDING_REGISTER: ((0x0000, 0x0057), (0xF900, 0xF931), (0xFC00, 0xFC04)),
+        Table.HOLDING_REGISTER: (
+            *((0x0000, 0x0057), (0xF500, 0xF501)),
+            *((0xF900, 0xF931), (0xFC00, 0xFC04)),
+        ),
     },
     SDM630: {
         Table.INPUT_REGISTER: ((0x0000, 0x017D),),
-        Table.HOLDING_REGISTER: ((0x0000, 0x0057), (0xFC00, 0xFC04)),
+        Table.HOLDING_REGISTER: (
+            *((0x0000, 0x0059), (0x00D8, 0x00D9), (0xF010, 0xF011)),
+            *((0xF910, 0xF931), (0xFC00, 0xFC04)),
+        ),
     },
 }
 DOCUMENTED = {
@@ -477,10 +487,17 @@ DOCUMENTED = {
 }
 EASTRON_MAX_REGISTERS = 80  # "each request ... restricted to 40 parameters"
 ENERGY = (0x48, 0x156, 0x15A, 0x166)
-HOLDING_FLOATS = {0x00: 0.0, 0x02: 0.0, 0x0A: 3.0, 0x0C: 100.0, 0x0E: 0.0, 0x12: 0.0}
-HOLDING_FLOATS |= {0x14: 1.0, 0x1C: 2.0, 0x56: 1.0}
-HEX_WORDS = {0xF900: 0, 0xF910: 0, 0xF920: 1, 0xF930: 0, 0xFC03: 0x0100}
+SDM_FLOATS = {0x00: 0.0, 0x02: 0.0, 0x0C: 100.0, 0x12: 0.0, 0x14: 1.0, 0x1C: 2.0, 0x56: 1.0}
+SDM630_FLOATS = {0x06: 230.0, 0x08: 63.0, 0x0A: 3.0, 0x0E: 0.0, 0x16: 1.0, 0x18: 0.0}
+SDM630_FLOATS |= {0x1E: 0.0, 0x24: 43470.0, 0x28: 0.0, 0x2A: 0.0, 0x2C: 0.0, 0x58: 0.0}
+SDM630_FLOATS |= {0xD8: 0.0, 0xF930: 0.0}
+HOLDING_FLOATS = {SDM120: SDM_FLOATS, SDM630: SDM_FLOATS | SDM630_FLOATS}
+HEX_WORDS = {
+    SDM120: {0xF900: 0, 0xF910: 0, 0xF920: 1, 0xF930: 0, 0xFC02: 0x0020, 0xFC03: 0x0100},
+    SDM630: {0xF010: 0, 0xF910: 0, 0xF920: 1, 0xFC03: 0x0100},
+}
 SERIALS = {SDM120: 12000001, SDM630: 63000001}
+UINT32S = {SDM120: {0xF500: 0, 0xFC00: 12000001}, SDM630: {0xFC00: 63000001}}
 
 
 def sdm630_expected(twin: McuTwin) -> dict[int, float]:
@@ -492,6 +509,7 @@ def sdm630_expected(twin: McuTwin) -> dict[int, float]:
     expected |= {0x2A: volts / 3, 0x2E: amps / 3, 0x64: one[0x12], 0x66: one[0x12]}
     expected |= {0x68: amps, 0x6A: amps, 0xE0: amps, 0x102: amps, 0x108: amps}
     expected |= {0x48: energy, 0x156: energy, 0x15A: energy, 0x166: energy}
+    expected |= {0x58: one[0x58], 0x5A: one[0x5A], 0xFE: -one[0x3E]}
     return expected
 
 
@@ -506,15 +524,16 @@ def check_floats(start: int, values: list[float], expected: dict[int, float]) ->
 def check_holding(path: Path, address: int, words: Sequence[int]) -> None:
     """Holding words at ``address``: the documented constant there, else 0."""
     documented = DOCUMENTED[path][Table.HOLDING_REGISTER]
+    hex_words = HEX_WORDS[path]
     if address not in documented:
-        if address - 1 not in documented or address - 1 in HEX_WORDS:  # not a float's 2nd word
+        if address - 1 not in documented or address - 1 in hex_words:  # not a 2nd word
             assert words[0] == 0, hex(address)
-    elif address in HOLDING_FLOATS:
-        assert floats(words[:2]) == [HOLDING_FLOATS[address]], hex(address)
-    elif address == 0xFC00:
-        assert (words[0] << 16) | words[1] == SERIALS[path]
+    elif address in HOLDING_FLOATS[path]:
+        assert floats(words[:2]) == [HOLDING_FLOATS[path][address]], hex(address)
+    elif address in UINT32S[path]:
+        assert (words[0] << 16) | words[1] == UINT32S[path][address], hex(address)
     else:
-        assert words[0] == HEX_WORDS[address], hex(address)
+        assert words[0] == hex_words[address], hex(address)
 
 
 def chunks(low: int, high: int, size: int) -> list[tuple[int, int]]:
@@ -588,19 +607,29 @@ async def test_sdm_register_by_register(serve: Serve, path: Path) -> None:
                     assert word == block[address - low], (table, hex(address))
 
 
-async def openwb_reads(gw: Served, path: Path) -> dict[int, list[float]]:
-    """openWB 2's SDM modules: each value its own request, 100 ms apart, in this order."""
-    if path == SDM120:
-        order = [(a, 2) for a in (0x00, 0x06, 0x0C, 0x48, 0x4A, 0x46, 0x1E)]
-    else:  # three phases per request for voltages, currents, powers, power factors
-        order = [(0x00, 6), (0x06, 6), (0x0C, 6), (0x1E, 6), (0x46, 2), (0x48, 2), (0x4A, 2)]
-        order.append((0x34, 2))
-    values = {}
-    for address, count in order:
-        await asyncio.sleep(0.1)
-        values[address] = floats(await read_words(gw, Table.INPUT_REGISTER, address, count))
+# openWB 2 (github.com/openWB/core, packages/modules/common/sdm.py at 3039a21, 2026-08-21):
+# the serial number (holding 0xFC00, uint32) when the meter is set up, then per cycle, 100 ms
+# apart, Sdm120.get_counter_state: 0x0000 x14, 0x001E x2, 0x0046 x6; Sdm630_72 in fast mode:
+# 0x0000 x18, 0x001E x6, 0x0046 x6, and after an exception its compatibility mode.
+OPENWB_ORDER = {
+    SDM120: [(0x00, 14), (0x1E, 2), (0x46, 6)],
+    SDM630: [(0x00, 18), (0x1E, 6), (0x46, 6)],
+}
+OPENWB_COMPATIBILITY = [(0x00, 6), (0x06, 6), (0x0C, 6), (0x1E, 6), (0x48, 4), (0x46, 2)]
+
+
+async def openwb_reads(gw: Served, path: Path) -> list[tuple[int, list[float]]]:
+    """openWB 2's SDM modules, in their order (see OPENWB_ORDER)."""
     serial = await read_words(gw, Table.HOLDING_REGISTER, 0xFC00, 2)
     assert (serial[0] << 16) | serial[1] == SERIALS[path]
+    order = OPENWB_ORDER[path]
+    if path == SDM630:
+        order = order + OPENWB_COMPATIBILITY
+    values = []
+    for address, count in order:
+        await asyncio.sleep(0.1)
+        words = await read_words(gw, Table.INPUT_REGISTER, address, count)
+        values.append((address, floats(words)))
     return values
 
 
@@ -608,7 +637,7 @@ async def openwb_reads(gw: Served, path: Path) -> dict[int, list[float]]:
 async def test_sdm_as_openwb_reads_it(serve: Serve, path: Path) -> None:
     gw = await sdm_on_twin(serve, path)
     expected = expected_for(path, gw.twin())
-    for address, values in (await openwb_reads(gw, path)).items():
+    for address, values in await openwb_reads(gw, path):
         check_floats(address, values, expected)
 
 

@@ -94,6 +94,7 @@ async def test_discovery_has_what_home_assistant_requires(
         await start(gateway_config(tmp_path, broker))
         await heard_text(heard, SWITCH_CONFIG)
         await heard_text(heard, f"{GW}/status", "online")
+        await heard_text(heard, "homeassistant/sensor/test-gw/1_energy_lifetime/config")
         found = configs(heard)
         for topic, config in found.items():
             assert config["unique_id"], topic

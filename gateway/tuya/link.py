@@ -45,6 +45,7 @@ class McuLink:
         self.product_info: ProductInfo | None = None
         self.stats = LinkStats()
         self.fatal_error: GatewayError | None = None  # why the link stopped for good
+        self._stopping = False
         self._reports: Listeners[[DpValue]] = Listeners("report")
         self._states: Listeners[[LinkState]] = Listeners("state")
         self._traffic: Listeners[[str, Frame]] = Listeners("traffic")
@@ -76,6 +77,7 @@ class McuLink:
         if self._runner is not None and not self._runner.done():
             return
         await self.stop()  # after a fatal error: drop what is left of the last run
+        self._stopping = False
         self.fatal_error = None
         if self.config.capture_path:
             self._capture = CaptureWriter(self.config.capture_path, self.config.capture_max_bytes)
@@ -89,6 +91,7 @@ class McuLink:
     async def stop(self) -> None:
         """Stop the link; waiting writes fail with LinkClosedError at once."""
         self._set_state(LinkState.STOPPED)
+        self._stopping = True
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -128,8 +131,8 @@ class McuLink:
         return task
 
     def _set_state(self, state: LinkState) -> None:
-        if state is self.state:
-            return
+        if state is self.state or (self._stopping and state is not LinkState.STOPPED):
+            return  # a task that has not yet seen its cancellation must not revive the link
         _LOGGER.info("link %s: %s -> %s", self.config.url, self.state.name, state.name)
         self.state = state
         if state is not LinkState.READY:

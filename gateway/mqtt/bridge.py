@@ -15,7 +15,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Protocol
 
 import aiomqtt
 
@@ -32,11 +31,9 @@ from gateway.mqtt.outbox import Outbox, Outgoing
 from gateway.mqtt.settings import MqttSettings
 from gateway.mqtt.state import UnitState
 from gateway.mqtt.topics import OFFLINE, ONLINE, Topics
-from gateway.regmap.specs import RegisterMap
-from gateway.tuya.link import LinkState, McuLink
+from gateway.tuya.link import LinkState
 from gateway.tuya.protocol import DpValue
-from gateway.unit.backend import UnitBackend
-from gateway.unit.cache import DatapointCache
+from gateway.unit.view import UnitView
 
 __all__ = ["BridgeStats", "BridgedUnit", "MqttBridge"]
 
@@ -45,17 +42,7 @@ _MAX_COMMANDS = 32  # commands being written at once; more are refused, not queu
 _STOP_TIMEOUT_S = 2.0
 
 
-class BridgedUnit(Protocol):
-    """What the bridge needs of a served unit."""
-
-    @property
-    def register_map(self) -> RegisterMap: ...
-    @property
-    def link(self) -> McuLink: ...
-    @property
-    def cache(self) -> DatapointCache: ...
-    @property
-    def backend(self) -> UnitBackend: ...
+BridgedUnit = UnitView  # the service's Unit, as this package reads it
 
 
 @dataclasses.dataclass(slots=True)

@@ -9,18 +9,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from fractions import Fraction
-from typing import Any, Protocol
+from typing import Any
 
 from gateway.modbus.tables import ExceptionCode
 from gateway.regmap.docs import COLUMNS, table_rows
 from gateway.regmap.specs import DatapointSpec, PointSpec, RegisterMap
-from gateway.tuya.link import LinkState, McuLink
+from gateway.tuya.link import LinkState
 from gateway.tuya.protocol import DpType, DpValue
-from gateway.unit.backend import UnitBackend
-from gateway.unit.cache import CacheSnapshot, DatapointCache, DpEntry
+from gateway.unit.cache import CacheSnapshot, DpEntry
 from gateway.unit.dp_codecs import find_record, read_field, scale_wire
 from gateway.unit.reads import encode_point
 from gateway.unit.values import StatusValues, read_source
+from gateway.unit.view import UnitView
 from gateway.web.observe import ObservedBackend
 
 __all__ = ["WatchedUnit", "dp_label", "health", "point_readings", "register_table", "unit_view"]
@@ -28,17 +28,7 @@ __all__ = ["WatchedUnit", "dp_label", "health", "point_readings", "register_tabl
 Json = dict[str, Any]
 
 
-class WatchedUnit(Protocol):
-    """One served breaker as the service holds it (gateway.service.Unit)."""
-
-    @property
-    def register_map(self) -> RegisterMap: ...
-    @property
-    def link(self) -> McuLink: ...
-    @property
-    def cache(self) -> DatapointCache: ...
-    @property
-    def backend(self) -> UnitBackend: ...
+WatchedUnit = UnitView  # the service's Unit, as this package reads it
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -20,8 +20,16 @@ FORBIDDEN = {
     "tuya": {"modbus", "regmap", "unit", "twin"},
     "modbus": {"tuya", "regmap", "unit", "twin"},
     "twin": {"modbus", "regmap", "unit"},
+    "unit": {"twin"},
 }
-ROOT_NAMES = {"cli", "config", "service", "discover", "sniff"}
+ROOT_NAMES = {"cli", "config", "service", "discover", "sniff", "logs", "tools"}
+# What regmap may use of the layers below it: the codec's DP types and the Modbus tables.
+REGMAP_MAY_IMPORT = (
+    "gateway.regmap",
+    "gateway.errors",
+    "gateway.tuya.protocol",
+    "gateway.modbus.tables",
+)
 
 
 def _modules() -> list[pathlib.Path]:
@@ -65,6 +73,19 @@ def test_the_twin_imports_only_the_tuya_codec_and_errors() -> None:
         for name in _imported(path):
             allowed = name.startswith(("gateway.tuya", "gateway.errors", "gateway.twin"))
             assert allowed, f"{path.name} imports {name}"
+
+
+def test_regmap_imports_only_the_codec_and_the_tables() -> None:
+    for path in (PACKAGE / "regmap").rglob("*.py"):
+        for name in _imported(path):
+            assert name.startswith(REGMAP_MAY_IMPORT), f"{path.name} imports {name}"
+
+
+def test_no_package_imports_a_root_module() -> None:
+    for path in PACKAGE.glob("*/**/*.py"):
+        for name in _imported(path):
+            parts = name.split(".")
+            assert len(parts) < 2 or parts[1] not in ROOT_NAMES, f"{path} imports {name}"
 
 
 def test_the_front_door_names() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import builtins
 import pathlib
+import re
 
 import pytest
 
@@ -116,3 +118,25 @@ def test_function_size(path: pathlib.Path) -> None:
             assert node.end_lineno is not None
             lines = node.end_lineno - node.lineno + 1
             assert lines <= FUNCTION_LINES_MAX, f"{path.name}:{node.lineno} {node.name}: {lines}"
+
+
+def test_every_exception_is_in_the_drawn_tree() -> None:
+    from gateway import errors
+
+    assert errors.__doc__ is not None
+    drawn = set(re.findall(r"\b([A-Z]\w*Error)\b", errors.__doc__)) - set(dir(builtins))
+    defined = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, errors.GatewayError)
+    }
+    assert drawn == defined
+    assert defined <= set(errors.__all__)
+    for path in _modules():
+        if path.name == "errors.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                bases = {ast.unparse(base) for base in node.bases}
+                assert not bases & {"Exception", "BaseException"}, f"{path.name}: {node.name}"
+                assert not node.name.endswith("Error"), f"{path.name}: {node.name}"

@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from fractions import Fraction
 
+from gateway.errors import NoRecordListError
 from gateway.regmap.registers import decode_value
 from gateway.regmap.specs import DatapointSpec, DpSource, PointSpec
 from gateway.tuya.protocol import DpValue
@@ -23,7 +24,7 @@ from gateway.unit.dp_codecs import (
 )
 from gateway.unit.values import read_source
 
-__all__ = ["NoRecordListError", "Pending", "plan_write"]
+__all__ = ["Pending", "plan_write"]
 
 
 @dataclasses.dataclass(slots=True)
@@ -35,10 +36,6 @@ class Pending:
     payload: bytes | None = None  # record lists: the list being modified
     record_ids: tuple[int, ...] = ()
     changes: list[tuple[str, object, object]] = dataclasses.field(default_factory=list)
-
-
-class NoRecordListError(Exception):
-    """The cache holds no record list to modify."""
 
 
 def plan_write(

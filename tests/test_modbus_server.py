@@ -315,7 +315,7 @@ async def test_connection_limit(units: dict[int, MemoryBackend]) -> None:
 
 async def _wait_connections(svc: ModbusService, count: int) -> None:
     # The server sees the close a moment after the client: poll for it (no event to wait on).
-    while svc._tcp is not None and len(svc._tcp.connections) != count:  # noqa: ASYNC110
+    while svc.connections().get("tcp", 0) != count:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
 
 

@@ -14,6 +14,7 @@ from fractions import Fraction
 from gateway.errors import NoRecordListError
 from gateway.regmap.registers import decode_value
 from gateway.regmap.specs import DatapointSpec, DpSource, PointSpec
+from gateway.regmap.vocab import SourceKind
 from gateway.tuya.protocol import DpValue
 from gateway.unit.cache import CacheSnapshot
 from gateway.unit.dp_codecs import (
@@ -61,7 +62,7 @@ def plan_write(
         pending = plan.setdefault(spec.dpid, Pending(spec))
         old = read_source(source, datapoints, snapshot, {}).value
         pending.changes.append((point.name, _show(old), _show(decoded)))
-        if source.kind == "value":
+        if source.kind == SourceKind.VALUE:
             pending.dp = encode_scalar(spec, decoded)
             continue
         if pending.payload is None:

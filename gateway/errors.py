@@ -17,12 +17,14 @@ catch ``GatewayError`` and know nothing unexpected slipped through::
         ├── WriteMismatchError      the MCU confirmed a different value
         ├── BusyError               the motor's DP is busy or was operated too recently; not sent
         ├── WriteNotSentError       the write's window ran out, or it was dropped, before sending
-        └── FrameTooLongError       the command needs a frame the MCU cannot receive; not sent
+        ├── FrameTooLongError       the command needs a frame the MCU cannot receive; not sent
+        └── NoRecordListError       the record list to modify has not been reported; not sent
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "BusyError",
     "ConfigError",
     "DpRecordError",
     "FrameTooLongError",
@@ -32,6 +34,7 @@ __all__ = [
     "LinkNotReadyError",
     "LowPowerProtocolError",
     "McuTimeoutError",
+    "NoRecordListError",
     "ProtocolError",
     "WriteError",
     "WriteMismatchError",
@@ -106,3 +109,7 @@ class WriteNotSentError(WriteError):
 
 class FrameTooLongError(WriteError):
     """The command needs a frame with more data bytes than the MCU can receive; not sent."""
+
+
+class NoRecordListError(WriteError):
+    """A write modifies a record list the MCU has not reported yet; not sent."""

@@ -1,5 +1,6 @@
-"""The tests' one pty helper: the master side of a raw pty pair, whose slave ``path`` the gateway
-opens. A Modbus master reads and writes the bus through it; a scripted MCU takes its bytes."""
+"""The tests' one pty helper: the master side of a pty pair, whose slave ``path`` the gateway
+opens. A Modbus master reads and writes the bus through it; a scripted MCU takes its bytes.
+``pty_pair`` is the same pair for a test that drives a subprocess without an event loop."""
 
 from __future__ import annotations
 
@@ -7,9 +8,22 @@ import asyncio
 import contextlib
 import os
 import tty
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-__all__ = ["PtyMaster"]
+__all__ = ["PtyMaster", "pty_pair"]
+
+
+@contextlib.contextmanager
+def pty_pair(raw: bool = False) -> Iterator[tuple[int, str]]:
+    """The master fd and the slave's path of a new pty (raw on request); both closed after."""
+    master, slave = os.openpty()
+    try:
+        if raw:
+            tty.setraw(slave)
+        yield master, os.ttyname(slave)
+    finally:
+        os.close(master)
+        os.close(slave)
 
 
 class PtyMaster:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import builtins
 import pathlib
+import re
 
 import pytest
 
@@ -20,8 +22,16 @@ FORBIDDEN = {
     "tuya": {"modbus", "regmap", "unit", "twin"},
     "modbus": {"tuya", "regmap", "unit", "twin"},
     "twin": {"modbus", "regmap", "unit"},
+    "unit": {"twin"},
 }
-ROOT_NAMES = {"cli", "config", "service", "discover", "sniff"}
+ROOT_NAMES = {"cli", "config", "service", "discover", "sniff", "logs", "tools"}
+# What regmap may use of the layers below it: the codec's DP types and the Modbus tables.
+REGMAP_MAY_IMPORT = (
+    "gateway.regmap",
+    "gateway.errors",
+    "gateway.tuya.protocol",
+    "gateway.modbus.tables",
+)
 
 
 def _modules() -> list[pathlib.Path]:
@@ -67,6 +77,19 @@ def test_the_twin_imports_only_the_tuya_codec_and_errors() -> None:
             assert allowed, f"{path.name} imports {name}"
 
 
+def test_regmap_imports_only_the_codec_and_the_tables() -> None:
+    for path in (PACKAGE / "regmap").rglob("*.py"):
+        for name in _imported(path):
+            assert name.startswith(REGMAP_MAY_IMPORT), f"{path.name} imports {name}"
+
+
+def test_no_package_imports_a_root_module() -> None:
+    for path in PACKAGE.glob("*/**/*.py"):
+        for name in _imported(path):
+            parts = name.split(".")
+            assert len(parts) < 2 or parts[1] not in ROOT_NAMES, f"{path} imports {name}"
+
+
 def test_the_front_door_names() -> None:
     assert sorted(gateway.__all__) == sorted(
         ["GatewayService", "load_map", "McuLink", "GatewayError", "__version__"]
@@ -95,3 +118,25 @@ def test_function_size(path: pathlib.Path) -> None:
             assert node.end_lineno is not None
             lines = node.end_lineno - node.lineno + 1
             assert lines <= FUNCTION_LINES_MAX, f"{path.name}:{node.lineno} {node.name}: {lines}"
+
+
+def test_every_exception_is_in_the_drawn_tree() -> None:
+    from gateway import errors
+
+    assert errors.__doc__ is not None
+    drawn = set(re.findall(r"\b([A-Z]\w*Error)\b", errors.__doc__)) - set(dir(builtins))
+    defined = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, errors.GatewayError)
+    }
+    assert drawn == defined
+    assert defined <= set(errors.__all__)
+    for path in _modules():
+        if path.name == "errors.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                bases = {ast.unparse(base) for base in node.bases}
+                assert not bases & {"Exception", "BaseException"}, f"{path.name}: {node.name}"
+                assert not node.name.endswith("Error"), f"{path.name}: {node.name}"

@@ -14,10 +14,10 @@ import socket
 import subprocess
 import sys
 import time
-import tty
 from collections.abc import Iterator
 from pathlib import Path
 
+from serial_line import pty_pair
 from tools import require
 
 from gateway.modbus.server import TcpListener
@@ -343,37 +343,27 @@ def test_sniff_live_from_a_link_shows_both_directions() -> None:
 
 
 def test_sniff_passive_decodes_two_uart_taps() -> None:
-    mcu_master, mcu_slave = os.openpty()
-    mod_master, mod_slave = os.openpty()
-    try:
-        for fd in (mcu_slave, mod_slave):
-            tty.setraw(fd)
-        with background(
-            "sniff",
-            "--rx-mcu",
-            os.ttyname(mcu_slave),
-            "--rx-module",
-            os.ttyname(mod_slave),
-            "--duration",
-            "20",
-        ) as sniff:
-            # the module's heartbeat cut in two writes, the MCU's report behind garbage bytes
-            heartbeat = Frame(Command.HEARTBEAT).encode()
-            report = bytes.fromhex("55AA03070008010200040000000119")
-            deadline = time.monotonic() + TIMEOUT_S
-            seen: list[str] = []
-            while len(seen) < 2 and time.monotonic() < deadline:
-                os.write(mod_master, heartbeat[:3])
-                time.sleep(0.01)
-                os.write(mod_master, heartbeat[3:])
-                os.write(mcu_master, b"\x00\x13" + report)
-                with contextlib.suppress(AssertionError):
-                    seen.append(sniff.line(timeout=1.0))
-                    seen.append(sniff.line(timeout=1.0))
-            code, rest, _ = sniff.stop()
-    finally:
-        for fd in (mcu_master, mcu_slave, mod_master, mod_slave):
-            os.close(fd)
+    with (
+        pty_pair(raw=True) as (mcu_master, mcu_path),
+        pty_pair(raw=True) as (mod_master, mod_path),
+        background(
+            "sniff", "--rx-mcu", mcu_path, "--rx-module", mod_path, "--duration", "20"
+        ) as sniff,
+    ):
+        # the module's heartbeat cut in two writes, the MCU's report behind garbage bytes
+        heartbeat = Frame(Command.HEARTBEAT).encode()
+        report = bytes.fromhex("55AA03070008010200040000000119")
+        deadline = time.monotonic() + TIMEOUT_S
+        seen: list[str] = []
+        while len(seen) < 2 and time.monotonic() < deadline:
+            os.write(mod_master, heartbeat[:3])
+            time.sleep(0.01)
+            os.write(mod_master, heartbeat[3:])
+            os.write(mcu_master, b"\x00\x13" + report)
+            with contextlib.suppress(AssertionError):
+                seen.append(sniff.line(timeout=1.0))
+                seen.append(sniff.line(timeout=1.0))
+        code, rest, _ = sniff.stop()
     lines = seen + rest.splitlines()
     assert code == 0
     assert any(" WIFI HEARTBEAT v0  | 55 aa 00 00 00 00 ff" in line for line in lines), lines

@@ -9,6 +9,7 @@ import pytest
 
 from gateway.errors import WriteRejectedError
 from gateway.regmap.specs import DatapointSpec, DpSource, FieldSpec, RecordSpec
+from gateway.regmap.vocab import SourceKind
 from gateway.tuya.protocol import DpType, DpValue, Frame, FrameDecoder, decode_dps
 from gateway.unit.dp_codecs import (
     AlarmRecord,
@@ -82,7 +83,7 @@ def test_read_field_sizes_and_sign() -> None:
 def test_phase_a_vector() -> None:
     dp6, dp1 = _report("55AA03070014060000080916000099000023010200040000000310")
     value = {
-        name: member_value(PHASE_A, DpSource("phase_a", "field", name), dp6)
+        name: member_value(PHASE_A, DpSource("phase_a", SourceKind.FIELD, name), dp6)
         for name in PHASE_A.fields
     }
     assert value == {"voltage": Fraction("232.6"), "current": Fraction("0.153"), "power": 35}
@@ -91,10 +92,9 @@ def test_phase_a_vector() -> None:
 
 def test_short_raw_payload_has_no_value() -> None:
     short = DpValue.of_raw(6, bytes.fromhex("0916"))
-    assert member_value(PHASE_A, DpSource("phase_a", "field", "voltage"), short) == Fraction(
-        "232.6"
-    )
-    assert member_value(PHASE_A, DpSource("phase_a", "field", "power"), short) is None
+    voltage = DpSource("phase_a", SourceKind.FIELD, "voltage")
+    assert member_value(PHASE_A, voltage, short) == Fraction("232.6")
+    assert member_value(PHASE_A, DpSource("phase_a", SourceKind.FIELD, "power"), short) is None
 
 
 def test_type_mismatch_has_no_value() -> None:

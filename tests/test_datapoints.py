@@ -1,12 +1,9 @@
-"""The datapoint cache: entries, snapshots, staleness and waiting for a report."""
+"""The datapoint cache: entries, snapshots and staleness."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from gateway.errors import McuTimeoutError
 from gateway.tuya.link import LinkState
 from gateway.tuya.protocol import DpValue
 from gateway.unit.cache import DatapointCache
@@ -79,57 +76,3 @@ def test_data_age_is_the_newest_report() -> None:
     clock.now += 2
     assert cache.snapshot().data_age() == pytest.approx(2)
     assert cache.snapshot().age(1) == pytest.approx(5)
-
-
-async def test_wait_for_report_gets_the_next_report() -> None:
-    cache = DatapointCache()
-    cache.update(DpValue.of_bool(16, True))  # an older report does not count
-    waiter = asyncio.create_task(cache.wait_for_report(16, 5.0))
-    await asyncio.sleep(0)
-    cache.update(DpValue.of_value(1, 3))
-    assert not waiter.done()
-    cache.update(DpValue.of_bool(16, False))
-    assert await waiter == DpValue.of_bool(16, False)
-    assert cache.waiting == 0
-
-
-async def test_two_waiters_on_one_dp() -> None:
-    cache = DatapointCache()
-    first = asyncio.create_task(cache.wait_for_report(16, 5.0))
-    second = asyncio.create_task(cache.wait_for_report(16, 5.0))
-    await asyncio.sleep(0)
-    cache.update(DpValue.of_bool(16, True))
-    assert await first == await second == DpValue.of_bool(16, True)
-
-
-async def test_wait_for_report_times_out() -> None:
-    cache = DatapointCache()
-    with pytest.raises(McuTimeoutError, match="dp16"):
-        await cache.wait_for_report(16, 0.01)
-    with pytest.raises(TimeoutError):
-        await cache.wait_for_report(16, 0.01)
-    assert cache.waiting == 0
-
-
-async def test_cancelled_waiter_is_removed() -> None:
-    cache = DatapointCache()
-    waiter = asyncio.create_task(cache.wait_for_report(16, 5.0))
-    await asyncio.sleep(0)
-    waiter.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await waiter
-    assert cache.waiting == 0
-    cache.update(DpValue.of_bool(16, True))  # no waiter left to wake: must not raise
-
-
-async def test_cancellation_that_meets_a_report_is_not_swallowed() -> None:
-    # Python 3.11's asyncio.wait_for returned the report here and lost the cancellation,
-    # which hung link.stop().
-    cache = DatapointCache()
-    waiter = asyncio.create_task(cache.wait_for_report(16, 5.0))
-    await asyncio.sleep(0)
-    cache.update(DpValue.of_bool(16, True))
-    waiter.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await waiter
-    assert cache.waiting == 0

@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+from serial_line import pty_pair
 
 from gateway.discover import SILENT_HINTS, draft_map
 from gateway.regmap.load import parse_map
@@ -71,32 +72,28 @@ def test_every_byte_is_reported_exactly_once(chunks: list[bytes]) -> None:
 
 # -- sniff ------------------------------------------------------------------------------------
 def test_sniff_on_a_noisy_tap_marks_noise_and_bad_checksums_in_order() -> None:
-    master, slave = os.openpty()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "sniff",
-            "--rx-mcu",
-            os.ttyname(slave),
-            "--duration",
-            "4",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with pty_pair() as (master, path):
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "sniff",
+                "--rx-mcu",
+                path,
+                "--duration",
+                "4",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stdout is not None
         # Opening the port drops what was queued: heartbeats until the tap prints one.
         while not select.select([proc.stdout], [], [], 0.1)[0]:
             os.write(master, HEARTBEAT)
         os.write(master, NOISE + GOOD + CORRUPT + HEARTBEAT)
         out, err = proc.communicate(timeout=TIMEOUT_S)
-    finally:
-        os.close(master)
-        os.close(slave)
     assert proc.returncode == 0, err
     lines = out.splitlines()
     first = next(i for i, line in enumerate(lines) if "!!" in line)
@@ -168,12 +165,8 @@ def test_discover_prints_each_new_dp_while_it_listens(tmp_path: Path) -> None:
 
 
 def test_discover_on_a_silent_line_ends_with_hints() -> None:
-    master, slave = os.openpty()
-    try:
-        result = gateway("discover", "--link", os.ttyname(slave), "--wait-s", "1")
-    finally:
-        os.close(master)
-        os.close(slave)
+    with pty_pair() as (_master, path):
+        result = gateway("discover", "--link", path, "--wait-s", "1")
     assert result.returncode == 1
     assert "no answer in 1 s; heard not a single byte" in result.stdout
     for hint in SILENT_HINTS:
@@ -203,21 +196,17 @@ def test_the_draft_map_uses_the_guessed_scale_and_puts_switch_at_coil_0() -> Non
 
 
 def test_discover_on_a_line_of_noise_suspects_the_baud_rate() -> None:
-    master, slave = os.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "discover", "--link", os.ttyname(slave), "--wait-s", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
+    with pty_pair() as (master, path):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "discover", "--link", path, "--wait-s", "2"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         while proc.poll() is None:  # what 115200 baud looks like when read at 9600
             os.write(master, b"\x13\x37\xfe\x80")
             select.select([], [], [], 0.05)
         out = proc.communicate(timeout=TIMEOUT_S)[0]
-    finally:
-        os.close(master)
-        os.close(slave)
     assert proc.returncode == 1
     assert "that are no TuyaMCU frame: a wrong baud rate looks so" in out
     assert SILENT_HINTS[2] in out

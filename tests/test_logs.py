@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
@@ -15,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient, ModbusTcpClient
+from waiting import eventually
 
 from gateway import logs
 from gateway.config import DeviceConfig, GatewayConfig, WritePolicy
@@ -146,11 +146,10 @@ async def _refusal(
 
 
 async def _until_ready(client: AsyncModbusTcpClient) -> None:
-    for _ in range(100):
-        if not (await client.read_coils(0, count=1, device_id=3)).isError():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("the unit never served")
+    async def served() -> bool:
+        return not (await client.read_coils(0, count=1, device_id=3)).isError()
+
+    await eventually(served, "the unit serving")
 
 
 async def test_refusals_log_one_line_of_one_shape_whatever_the_reason(

@@ -19,6 +19,7 @@ from pymodbus.exceptions import ModbusIOException
 from pymodbus.pdu.diag_message import ReturnQueryDataResponse
 from pymodbus.pdu.mei_message import ReadDeviceInformationResponse
 from tools import require
+from waiting import eventually
 
 from gateway.errors import ConfigError
 from gateway.modbus import rtu as modbus_rtu
@@ -305,7 +306,7 @@ async def test_connection_limit(units: dict[int, MemoryBackend]) -> None:
         assert await asyncio.wait_for(reader.read(100), 5) == b""  # closed at once
         writer.close()
         streams[0][1].close()
-        await asyncio.wait_for(_wait_connections(svc, 1), 5)
+        await _wait_connections(svc, 1)
         assert await raw_exchange(svc.tcp_port, adu(5, 1, b"\x03\x00\x00\x00\x01"))
     finally:
         for _, w in streams:
@@ -314,9 +315,8 @@ async def test_connection_limit(units: dict[int, MemoryBackend]) -> None:
 
 
 async def _wait_connections(svc: ModbusService, count: int) -> None:
-    # The server sees the close a moment after the client: poll for it (no event to wait on).
-    while svc._tcp is not None and len(svc._tcp.connections) != count:  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
+    # The server sees the close a moment after the client: no event to wait on.
+    await eventually(lambda: svc.connections().get("tcp", 0) == count, f"{count} connections")
 
 
 async def test_idle_timeout_closes(units: dict[int, MemoryBackend]) -> None:
@@ -541,7 +541,7 @@ async def test_write_finishes_after_client_hangs_up(
     writer.write(adu(1, 1, b"\x06\x00\x03\x00\x2a"))
     await asyncio.wait_for(units[1].write_started.wait(), 5)
     writer.close()
-    await asyncio.wait_for(_wait_connections(service, 0), 5)
+    await _wait_connections(service, 0)
     units[1].write_gate.set()
     while not units[1].writes:  # noqa: ASYNC110 - the backend has no event for "written"
         await asyncio.sleep(0.01)

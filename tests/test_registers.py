@@ -29,10 +29,8 @@ from gateway.regmap.status import STATUS_VALUES, StatusKind
 from gateway.regmap.vocab import DerivedOp
 from gateway.tuya.link import LinkState
 from gateway.tuya.protocol import DpValue
-from gateway.unit.backend import BackendStats
 from gateway.unit.cache import DatapointCache
 from gateway.unit.reads import encode_point
-from gateway.unit.status import link_status, unit_status
 
 # float32 230.5 is 43 66 80 00 in big-endian bytes (A B C D)
 FLOAT_230_5 = {
@@ -325,10 +323,14 @@ _ENERGY = (
 
 
 def test_the_status_table_is_what_the_unit_produces() -> None:
-    from gateway.tuya.link import LinkConfig, McuLink
+    # As the service wires a unit: the link's values, the listeners' and the policy's refusals.
+    from gateway.cli import build_parser
+    from gateway.config import config_from_args
+    from gateway.service import GatewayService
 
-    link = link_status(McuLink(LinkConfig("sim://")))
-    values = unit_status(DatapointCache().snapshot(), BackendStats(), link)
+    args = build_parser().parse_args(["run", "--link", "sim://", "--tcp", "127.0.0.1:0"])
+    unit = GatewayService(config_from_args(args)).units[1]
+    values = unit.backend.status_values(unit.cache.snapshot())
     assert set(values) == set(STATUS_VALUES)
     for name, status in STATUS_VALUES.items():  # and the checker accepts every one
         text = status.kind is StatusKind.TEXT

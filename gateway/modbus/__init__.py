@@ -1,1 +1,1 @@
-"""modbus"""
+"""Modbus framing only: tables and exception codes, MBAP, PDUs, sessions, TCP, RTU, the server."""

@@ -116,14 +116,14 @@ def _range_step(register_map: RegisterMap, point: PointSpec) -> tuple[str, str]:
 
 def _value_step(register_map: RegisterMap, point: PointSpec) -> Fraction:
     source = point.source
-    if not isinstance(source, DpSource) or source.kind in ("bit", "enabled"):
+    if not isinstance(source, DpSource) or source.kind in (SourceKind.BIT, SourceKind.ENABLED):
         return Fraction(1)
     spec = register_map.datapoints[source.datapoint]
     member = source.member or ""
-    if source.kind == "record" and member in spec.records:
+    if source.kind == SourceKind.RECORD and member in spec.records:
         record = spec.records[member]
         return record.step or Fraction(10) ** record.scale
-    if source.kind == "field" and member in spec.fields:
+    if source.kind == SourceKind.FIELD and member in spec.fields:
         return Fraction(10) ** spec.fields[member].scale
     return spec.step or Fraction(10) ** spec.scale
 

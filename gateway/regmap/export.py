@@ -21,6 +21,7 @@ from gateway.regmap.docs import point_unit
 from gateway.regmap.load import load_map
 from gateway.regmap.registers import FLOAT_FORMATS
 from gateway.regmap.specs import DpSource, PointSpec, RegisterMap, StatusSource
+from gateway.regmap.vocab import Format, SourceKind, WordOrder
 
 __all__ = [
     "FORMATS",
@@ -67,12 +68,12 @@ _REFERENCE_BASE = {
 def numeric_points(regmap: RegisterMap, table: Table) -> Iterator[PointSpec]:
     """The points a client reads as numbers: no fill, no text."""
     for point in regmap.points(table):
-        if not point.name.startswith(_FILL) and point.format != "string":
+        if not point.name.startswith(_FILL) and point.format != Format.STRING:
             yield point
 
 
 def _data_type(point: PointSpec) -> str:
-    return "uint16" if point.format == "bool" else str(point.format)
+    return str(Format.UINT16 if point.format == Format.BOOL else point.format)
 
 
 def _precision(regmap: RegisterMap, point: PointSpec) -> int:
@@ -80,11 +81,11 @@ def _precision(regmap: RegisterMap, point: PointSpec) -> int:
     if point.format not in FLOAT_FORMATS:
         return len(str(point.scale)) - 1
     source = point.source
-    if isinstance(source, DpSource) and source.kind in ("value", "field", "record"):
+    if isinstance(source, DpSource) and source.kind not in (SourceKind.BIT, SourceKind.ENABLED):
         spec = regmap.datapoints[source.datapoint]
         scale = spec.scale
         field = spec.fields.get(source.member or "")
-        if source.kind == "field" and field is not None:
+        if source.kind == SourceKind.FIELD and field is not None:
             scale = field.scale
         return max(-scale, 0)
     return 2
@@ -160,7 +161,7 @@ def _evcc_decode(point: PointSpec) -> str | None:
     if point.word_order not in ("ABCD", "CDAB"):
         return None
     base = _data_type(point)
-    return base + "s" if point.word_order == "CDAB" and point.count > 1 else base
+    return base + "s" if point.word_order == WordOrder.CDAB and point.count > 1 else base
 
 
 def _evcc_source(point: PointSpec, uri: str, unit_id: int) -> dict[str, Any]:
@@ -216,7 +217,7 @@ def tag_list(regmap: RegisterMap, unit_id: int) -> str:
         for p in regmap.points(table):
             if p.name.startswith(_FILL):
                 continue
-            words = str(p.word_order) if p.count > 1 and p.format != "string" else ""
+            words = str(p.word_order) if p.count > 1 and p.format != Format.STRING else ""
             scale = "" if table.is_bits or p.format in FLOAT_FORMATS else str(p.scale)
             access = "rw" if p.writable else "r"
             reference = _REFERENCE_BASE[table] + p.address

@@ -1,1 +1,1 @@
-"""unit"""
+"""One served Modbus unit: the datapoint cache, reads, the writer and the backend."""

@@ -7,14 +7,12 @@ value is never torn between two reports.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
-from gateway.errors import McuTimeoutError
 from gateway.tuya.link import LinkState
 from gateway.tuya.protocol import DpType, DpValue
 
@@ -72,7 +70,7 @@ class CacheSnapshot:
 
 
 class DatapointCache:
-    """Last value per DP, link state, and waiters for the next report of a DP."""
+    """Last value per DP and the link state."""
 
     def __init__(
         self,
@@ -87,7 +85,6 @@ class DatapointCache:
         self._entries: Mapping[int, DpEntry] = MappingProxyType({})
         self._link_state = LinkState.STOPPED
         self._last_update: float | None = None
-        self._waiters: dict[int, list[asyncio.Future[DpValue]]] = {}
 
     def set_types(self, types: Mapping[int, DpType]) -> None:
         """The map's type of each DP, once the map is known (``--map auto`` chooses it late)."""
@@ -97,13 +94,8 @@ class DatapointCache:
     def link_state(self) -> LinkState:
         return self._link_state
 
-    @property
-    def waiting(self) -> int:
-        """How many ``wait_for_report`` calls are waiting now."""
-        return sum(len(futures) for futures in self._waiters.values())
-
     def update(self, dp: DpValue) -> None:
-        """Store a report (the link's report listener) and wake whoever waits for it.
+        """Store a report (the link's report listener).
 
         A report whose type is not the map's is refused: it refreshes nothing, not even the
         data age, so a misbehaving MCU cannot keep old values looking fresh.
@@ -117,9 +109,6 @@ class DatapointCache:
         entries[dp.dpid] = DpEntry(dp, now, count)
         self._entries = MappingProxyType(entries)
         self._last_update = now
-        for future in self._waiters.pop(dp.dpid, ()):
-            if not future.done():
-                future.set_result(dp)
 
     def _type_matches(self, dp: DpValue) -> bool:
         expected = self._types.get(dp.dpid)
@@ -144,20 +133,3 @@ class DatapointCache:
 
     def snapshot(self) -> CacheSnapshot:
         return CacheSnapshot(self._entries, self._link_state, self._clock(), self._last_update)
-
-    async def wait_for_report(self, dpid: int, deadline_s: float) -> DpValue:
-        """The next report of ``dpid`` within ``deadline_s`` seconds; McuTimeoutError if none."""
-        future: asyncio.Future[DpValue] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(dpid, []).append(future)
-        try:
-            # not wait_for: on 3.11 it swallows a cancellation that meets a completing report
-            async with asyncio.timeout(deadline_s):
-                return await future
-        except TimeoutError as err:
-            raise McuTimeoutError(f"dp{dpid}: no report within {deadline_s:g} s") from err
-        finally:
-            waiters = self._waiters.get(dpid)
-            if waiters is not None and future in waiters:
-                waiters.remove(future)
-                if not waiters:
-                    del self._waiters[dpid]

@@ -12,6 +12,7 @@ from fractions import Fraction
 
 from gateway.errors import ProtocolError, WriteRejectedError
 from gateway.regmap.specs import DatapointSpec, DpSource
+from gateway.regmap.vocab import SourceKind
 from gateway.tuya.layouts import AlarmRecord, decode_records, encode_records
 from gateway.tuya.protocol import DpType, DpValue
 
@@ -97,19 +98,19 @@ def member_value(spec: DatapointSpec, source: DpSource, dp: DpValue) -> Fraction
     """The engineering value of a source from a DP report; None if the report does not hold it."""
     if dp.dp_type is not spec.dp_type:
         return None
-    if source.kind == "bit":
+    if source.kind == SourceKind.BIT:
         bitmap = int.from_bytes(dp.payload, "big")
         return Fraction((bitmap >> spec.bits[str(source.member)]) & 1)
-    if source.kind == "field":
+    if source.kind == SourceKind.FIELD:
         field = spec.fields[str(source.member)]
         wire = read_field(dp.payload, field.offset, field.size, field.signed)
         return None if wire is None else scale_wire(wire, field.scale)
-    if source.kind in ("record", "enabled"):
+    if source.kind in (SourceKind.RECORD, SourceKind.ENABLED):
         record_spec = spec.records[str(source.member)]
         record = find_record(dp.payload, record_spec.rid)
         if record is None:
             return None
-        if source.kind == "enabled":
+        if source.kind == SourceKind.ENABLED:
             return Fraction(int(record.enabled))
         return scale_wire(record.value, record_spec.scale)
     value = dp.value
@@ -149,7 +150,7 @@ def encode_record_write(
     """The record list ``payload`` with one record's value or enabled flag changed; validated."""
     record = spec.records[str(source.member)]
     what = f"{spec.name}.{record.name}"
-    if source.kind == "enabled":
+    if source.kind == SourceKind.ENABLED:
         if value not in (0, 1):
             raise WriteRejectedError(f"{what}.enabled: takes 0 or 1, got {float(value):g}")
         return set_record(payload, record.rid, enabled=value == 1)

@@ -11,8 +11,10 @@ import dataclasses
 from collections.abc import Mapping
 from fractions import Fraction
 
+from gateway.errors import NoRecordListError
 from gateway.regmap.registers import decode_value
 from gateway.regmap.specs import DatapointSpec, DpSource, PointSpec
+from gateway.regmap.vocab import SourceKind
 from gateway.tuya.protocol import DpValue
 from gateway.unit.cache import CacheSnapshot
 from gateway.unit.dp_codecs import (
@@ -23,7 +25,7 @@ from gateway.unit.dp_codecs import (
 )
 from gateway.unit.values import read_source
 
-__all__ = ["NoRecordListError", "Pending", "plan_write"]
+__all__ = ["Pending", "plan_write"]
 
 
 @dataclasses.dataclass(slots=True)
@@ -35,10 +37,6 @@ class Pending:
     payload: bytes | None = None  # record lists: the list being modified
     record_ids: tuple[int, ...] = ()
     changes: list[tuple[str, object, object]] = dataclasses.field(default_factory=list)
-
-
-class NoRecordListError(Exception):
-    """The cache holds no record list to modify."""
 
 
 def plan_write(
@@ -64,7 +62,7 @@ def plan_write(
         pending = plan.setdefault(spec.dpid, Pending(spec))
         old = read_source(source, datapoints, snapshot, {}).value
         pending.changes.append((point.name, _show(old), _show(decoded)))
-        if source.kind == "value":
+        if source.kind == SourceKind.VALUE:
             pending.dp = encode_scalar(spec, decoded)
             continue
         if pending.payload is None:

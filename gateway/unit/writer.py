@@ -17,6 +17,7 @@ from gateway.errors import (
     BusyError,
     FrameTooLongError,
     LinkError,
+    NoRecordListError,
     WriteMismatchError,
     WriteNotSentError,
     WriteRejectedError,
@@ -27,7 +28,7 @@ from gateway.tuya.writes import DpWrite, WriteGate, WriteTurn
 from gateway.unit.cache import DatapointCache
 from gateway.unit.dp_codecs import matcher
 from gateway.unit.reads import PointIndex
-from gateway.unit.write_plan import NoRecordListError, Pending, plan_write
+from gateway.unit.write_plan import Pending, plan_write
 
 __all__ = ["BackendStats", "UnitWriter"]
 

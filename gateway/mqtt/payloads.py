@@ -11,6 +11,7 @@ import decimal
 from collections.abc import Mapping
 from fractions import Fraction
 
+from gateway.errors import WriteRejectedError
 from gateway.regmap.registers import encode_value
 from gateway.regmap.specs import DatapointSpec, DerivedSource, DpSource, PointSpec, Source
 
@@ -30,8 +31,8 @@ _MAX_EXPONENT = 30
 _DECIMALS = 6  # derived values (ratios, square roots) are rounded to this many places
 
 
-class CommandPayloadError(ValueError):
-    """A command payload that is not a value of its point."""
+# A command payload that is not a value of its point: refused, as a bad Modbus value is.
+CommandPayloadError = WriteRejectedError
 
 
 def is_on_off(point: PointSpec) -> bool:

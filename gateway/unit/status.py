@@ -94,6 +94,16 @@ def unit_status(
     }
     if link is not None:
         values.update(link())
-    assert dataclasses.is_dataclass(counters)
-    values.update((f.name, getattr(counters, f.name)) for f in dataclasses.fields(counters))
+    values.update((name, getattr(counters, name)) for name in _counter_names(type(counters)))
     return values
+
+
+def _counter_names(counters: type) -> tuple[str, ...]:
+    names = _COUNTER_NAMES.get(counters)
+    if names is None:
+        assert dataclasses.is_dataclass(counters)
+        names = _COUNTER_NAMES[counters] = tuple(f.name for f in dataclasses.fields(counters))
+    return names
+
+
+_COUNTER_NAMES: dict[type, tuple[str, ...]] = {}

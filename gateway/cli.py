@@ -26,6 +26,7 @@ from gateway.tools import (
     EXIT_INVALID,
     EXIT_OK,
     add_discover,
+    add_event_loop_option,
     add_simulate,
     add_sniff,
     cmd_discover,
@@ -45,7 +46,12 @@ Command = Callable[[argparse.Namespace], int]
 AddOptions = Callable[[argparse.ArgumentParser], None]
 
 # Each feature adds its ``run`` options from its own package: one line here per feature.
-RUN_OPTIONS: tuple[AddOptions, ...] = (add_run_options, add_http_options, add_state_options)
+RUN_OPTIONS: tuple[AddOptions, ...] = (
+    add_run_options,
+    add_http_options,
+    add_state_options,
+    add_event_loop_option,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,7 +93,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             await service.stop()
         return EXIT_OK
 
-    return run_until_signalled(work)
+    return run_until_signalled(work, args.event_loop)
 
 
 def _add_check(parser: argparse.ArgumentParser) -> None:

@@ -14,8 +14,8 @@ import contextlib
 import tempfile
 from pathlib import Path
 
-from benchlib import DEFAULT_MAP, free_port, gateway_args, median, modbus_load, server, table
 from bench_blocks import wait_answering
+from benchlib import DEFAULT_MAP, free_port, gateway_args, median, modbus_load, server, table
 
 from gateway.modbus.tables import Table
 

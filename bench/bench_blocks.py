@@ -109,7 +109,7 @@ def _label(tbl: Table, address: int, count: int) -> str:
 
 
 def measure(
-    map_path: Path, seconds: float, runs: int, conns: tuple[int, ...]
+    map_path: Path, seconds: float, runs: int, conns: tuple[int, ...], extra: tuple[str, ...] = ()
 ) -> list[list[object]]:
     """One row per block x connection count: medians over ``runs`` rounds."""
     ports = {name: free_port() for name in ("gw", "c", "py")}
@@ -122,6 +122,7 @@ def measure(
             str(map_path),
             "--tcp",
             f"127.0.0.1:{ports['gw']}",
+            *extra,
         ]
         stack.enter_context(server(gateway_args(*gw), ports["gw"]))
         stack.enter_context(server([tool("modbus_ref_server"), str(ports["c"])], ports["c"]))
@@ -179,13 +180,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--conns", default="1,8", help="connection counts, comma-separated")
     parser.add_argument("--map", action="append", help="only these maps (paths)")
+    parser.add_argument(
+        "--gateway-arg",
+        action="append",
+        default=[],
+        help="one more gateway option, e.g. --gateway-arg=--event-loop=asyncio",
+    )
     args = parser.parse_args()
     conns = tuple(int(n) for n in args.conns.split(","))
     maps = [Path(m).resolve() for m in args.map] if args.map else shipped_maps()
     rows: list[list[object]] = []
     with tempfile.TemporaryDirectory():
         for map_path in maps:
-            rows += measure(map_path, args.seconds, args.runs, conns)
+            rows += measure(map_path, args.seconds, args.runs, conns, tuple(args.gateway_arg))
     print(f"every block of every shipped map, medians of {args.runs} rounds of {args.seconds:g} s")
     print(table(HEADERS, rows))
     for n in conns:

@@ -11,8 +11,9 @@ from gateway.regmap.load import load_map
 from gateway.tools import EventLoop
 from gateway.tuya.link import LinkConfig, LinkState, McuLink
 from gateway.tuya.protocol import DpValue
-from gateway.unit.backend import UnitBackend
+from gateway.unit.backend import BackendStats, UnitBackend
 from gateway.unit.cache import DatapointCache
+from gateway.unit.status import LiveStatus, link_status, unit_status
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MAP = load_map(ROOT / "register_map.yaml")
@@ -85,3 +86,17 @@ def test_event_loop_option() -> None:
     expected = EventLoop.UVLOOP if sys.platform == "linux" else EventLoop.ASYNCIO
     assert default is expected  # uvloop is a dependency (pyproject.toml)
     assert parser.parse_args(["run", "--event-loop", "asyncio"]).event_loop is EventLoop.ASYNCIO
+
+
+def test_live_status_gives_each_value_of_the_whole_table() -> None:
+    clock = Clock()
+    cache = DatapointCache(clock)
+    cache.set_link_state(LinkState.READY)
+    cache.update(PHASE_A)
+    clock.now += 2.5
+    link = link_status(McuLink(LinkConfig("sim://")), more=lambda: {"refused_writes": 3})
+    stats = BackendStats(modbus_requests=7)
+    whole = unit_status(cache.snapshot(), stats, link)
+    live = LiveStatus(cache.snapshot(), stats, link)
+    assert {name: live[name] for name in whole} == whole
+    assert live.get("no_such_value") is None

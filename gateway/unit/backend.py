@@ -32,7 +32,7 @@ from gateway.regmap.specs import RegisterMap
 from gateway.tuya.writes import WriteGate
 from gateway.unit.blocks import BlockReader
 from gateway.unit.cache import CacheSnapshot, DatapointCache
-from gateway.unit.status import unit_status
+from gateway.unit.status import LiveStatus, unit_status
 from gateway.unit.values import StatusValues
 from gateway.unit.writer import BackendStats, UnitWriter
 
@@ -84,11 +84,14 @@ class UnitBackend:
         """Every status value a map can place, live."""
         return unit_status(snapshot, self.stats, self._status)
 
+    def _live(self, snapshot: CacheSnapshot) -> StatusValues:
+        return LiveStatus(snapshot, self.stats, self._status)
+
     def read(self, table: Table, address: int, count: int) -> list[int] | ExceptionCode:
         """Bits (0/1) or register words from one cache snapshot."""
         if count < 1:
             return ExceptionCode.ILLEGAL_DATA_VALUE
-        answer = self._blocks.read(table, address, count, self.cache.snapshot(), self.status_values)
+        answer = self._blocks.read(table, address, count, self.cache.snapshot(), self._live)
         if answer is None:
             return ExceptionCode.ILLEGAL_DATA_ADDRESS
         words, saturated = answer

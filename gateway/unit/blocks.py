@@ -67,6 +67,8 @@ class Block:
     until: float = -math.inf
     encodings: list[Encoding] = dataclasses.field(default_factory=list)
     answer: Answer | None = None  # kept when no point is live
+    template: list[int] | None = None  # the other points' words, when none failed or clipped
+    live_at: tuple[tuple[int, _Live], ...] = ()  # where each live point's words go
 
     def read(self, regmap: RegisterMap, snapshot: CacheSnapshot, status: Status) -> Answer:
         """Words (or the first point's exception) and the points that saturated."""
@@ -79,8 +81,10 @@ class Block:
         elif self.answer is not None:
             words, saturated = self.answer
             return (words if isinstance(words, ExceptionCode) else list(words)), saturated
+        if self.template is not None and self.live_at:
+            return self._splice(regmap, snapshot, status(snapshot))
         answer = self._assemble(regmap, snapshot, status)
-        if not any(isinstance(s, _Live) for s in self.slots):
+        if not self.live_at:
             self.answer = answer
         return answer
 
@@ -93,7 +97,31 @@ class Block:
         ]
         self.entries, self.link_state = snapshot.entries, snapshot.link_state
         self.since, self.until = snapshot.taken_at, _fresh_until(self.slots, snapshot)
-        self.answer = None
+        self.answer, self.template, live_at, offset = None, [], [], 0
+        for slot, (encoded, clipped) in zip(self.slots, self.encodings, strict=True):
+            point = slot.slot.point if isinstance(slot, _Live) else slot.point
+            if isinstance(slot, _Live):
+                live_at.append((offset, slot))
+                encoded = (0,) * (point.end - point.address)
+            elif clipped or isinstance(encoded, ExceptionCode):
+                self.template = None  # rare: the slow path keeps the exact order of effects
+            if self.template is not None and not isinstance(encoded, ExceptionCode):
+                self.template.extend(encoded)
+            offset += point.end - point.address
+        self.live_at = tuple(live_at)
+
+    def _splice(self, regmap: RegisterMap, snapshot: CacheSnapshot, values: StatusValues) -> Answer:
+        assert self.template is not None
+        words = self.template.copy()
+        saturated: list[PointSpec] = []
+        for offset, live in self.live_at:
+            encoded, clipped = live.encode(regmap, snapshot, values)
+            if isinstance(encoded, ExceptionCode):
+                return encoded, tuple(saturated)
+            if clipped:
+                saturated.append(live.slot.point)
+            words[offset : offset + len(encoded)] = encoded
+        return words[self.skip : self.skip + self.count], tuple(saturated)
 
     def _assemble(self, regmap: RegisterMap, snapshot: CacheSnapshot, status: Status) -> Answer:
         words: list[int] = []

@@ -28,6 +28,7 @@ from gateway.tools import (
     EXIT_INVALID,
     EXIT_OK,
     add_discover,
+    add_event_loop_option,
     add_simulate,
     add_sniff,
     cmd_discover,
@@ -52,6 +53,7 @@ RUN_OPTIONS: tuple[AddOptions, ...] = (
     add_http_options,
     add_state_options,
     add_mqtt_options,
+    add_event_loop_option,
 )
 
 
@@ -95,7 +97,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             await service.stop()
         return EXIT_OK
 
-    return run_until_signalled(work)
+    return run_until_signalled(work, args.event_loop)
 
 
 def _add_check(parser: argparse.ArgumentParser) -> None:

@@ -171,10 +171,6 @@ class _BoundBackend(UnitProxy):
         super().__init__(backend)
         self.info = info
 
-    def read(self, table: Table, address: int, count: int) -> list[int] | ExceptionCode:
-        with unit_context(self.info.unit, self.info.link):
-            return self.inner.read(table, address, count)
-
     async def write(
         self,
         table: Table,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import termios
-from typing import Any
+from typing import Any, cast
 
 import serial
 import serial.rs485
@@ -162,7 +162,7 @@ class _RtuProtocol(asyncio.Protocol):
         self._replies = OrderedReplies(server.router, f"rtu:{server.port}", self._send)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio subclasses
         self._transport = transport
         if self._server.rs485_rts:
             _enable_rs485(transport)

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable
+from typing import cast
 
 from gateway.modbus.access import Admit, ClientIdentity, ListenerCounters, identify
 from gateway.modbus.limits import AddressCounts, RateLimitedLog
@@ -156,7 +157,7 @@ class _TcpConnection(asyncio.Protocol):
         return True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio subclasses
         if self._transport is None and not self.admit(transport):
             return
         self._transport = transport
@@ -196,8 +197,8 @@ class _TcpConnection(asyncio.Protocol):
         if self._position < len(self._data):
             self._data = self._data[self._position :] + data
         else:
-            self._data = data
-            self._arm_adu_timer()
+            self._data = data  # a new head: _answer_batch starts its clock if it stays whole
+            self._arm_adu_timer(start=False)
         self._position = 0
         if self._batch_handle is None:
             self._answer_batch()
@@ -218,7 +219,7 @@ class _TcpConnection(asyncio.Protocol):
             self._server.counters.closed_malformed += 1
             self._close_warning(f"MBAP length {bad} out of range")
             return
-        if adus:
+        if adus or self._adu_handle is None:
             self._arm_adu_timer()
         if replies.backlog > MAX_BACKLOG:
             self._paused.add("backlog")
@@ -263,12 +264,12 @@ class _TcpConnection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    def _arm_adu_timer(self) -> None:
+    def _arm_adu_timer(self, start: bool = True) -> None:
         """(Re)start the clock of the incomplete ADU at the buffer's head, if there is one."""
         if self._adu_handle is not None:
             self._adu_handle.cancel()
             self._adu_handle = None
-        if self._position < len(self._data):
+        if start and self._position < len(self._data):
             self._adu_handle = self._loop.call_later(
                 self._server.adu_timeout_s, self._adu_timed_out
             )

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable
+from typing import cast
 
 __all__ = ["TlsGate"]
 
@@ -41,7 +42,7 @@ class TlsGate(asyncio.Protocol):
         return self
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio subclasses
         if self._admit(transport):
             task = asyncio.ensure_future(self._handshake(transport))
             self._tasks.add(task)

@@ -12,6 +12,7 @@ import dataclasses
 import math
 import struct
 from collections.abc import Sequence
+from decimal import Decimal
 from fractions import Fraction
 
 from gateway.errors import WriteRejectedError
@@ -117,11 +118,26 @@ def encode_value(
     if isinstance(value, float) and math.isinf(value):
         scaled = hi if value > 0 else lo
     else:
-        scaled = round(to_fraction(value) * scale)
+        scaled = _scaled(value, scale)
     clipped = min(max(scaled, lo), hi)
     count, signed = _INTEGERS[fmt]
     data = clipped.to_bytes(2 * count, "big", signed=signed)
     return Encoded(_to_words(data, word_order), clipped != scaled)
+
+
+def _scaled(value: Number | bool, scale: int) -> int:
+    """``round(to_fraction(value) * scale)`` (half to even) in integers: no Fraction is built."""
+    if isinstance(value, int):
+        return value * scale
+    if isinstance(value, float):
+        numerator, denominator = Decimal(repr(value)).as_integer_ratio()  # to_fraction's ratio
+    else:
+        numerator, denominator = value.numerator, value.denominator
+    whole, rest = divmod(numerator * scale, denominator)
+    twice = 2 * rest
+    if twice > denominator or (twice == denominator and whole & 1):
+        whole += 1
+    return whole
 
 
 def _encode_float(value: float, fmt: str, word_order: str) -> Encoded:

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import math
 from collections.abc import Callable
+from typing import cast
 
 from gateway.errors import LinkClosedError, McuTimeoutError
 from gateway.tuya.protocol import Command, Frame, FrameDecoder
@@ -105,8 +106,7 @@ class FrameChannel(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             raise LinkClosedError(f"cannot send {frame.describe()}: the connection is closed")
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(frame.encode())
+        cast(asyncio.WriteTransport, transport).write(frame.encode())  # uvloop: no subclass
         self.last_tx = self._loop.time()
         self._stats.frames_sent += 1
         if self._tap is not None:

@@ -1,8 +1,9 @@
 """Link URL schemes: each names an async opener that connects a protocol to an MCU.
 
-Paths and pyserial URLs (``/dev/ttyUSB0``, ``socket://h:p``, ``rfc2217://...``) open through
-pyserial. Other packages register their own schemes; the MCU twin registers ``sim://`` when
-``gateway.twin`` is imported, so the link never needs to know it.
+Paths and pyserial URLs (``/dev/ttyUSB0``, ``rfc2217://...``) open through pyserial,
+``socket://h:p`` as a plain TCP connection. Other packages register their own schemes; the
+MCU twin registers ``sim://`` when ``gateway.twin`` is imported, so the link never needs to
+know it.
 """
 
 from __future__ import annotations
@@ -69,6 +70,19 @@ async def _open_serial(
     return transport
 
 
+async def _open_socket(
+    url: str, protocol: asyncio.Protocol, baudrate: int
+) -> asyncio.BaseTransport:
+    """socket://HOST:PORT as a plain TCP connection: pyserial's path patches the transport,
+    which an event loop written in C (uvloop) does not allow."""
+    parts = urlsplit(url)
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_connection(
+        lambda: protocol, parts.hostname or "", parts.port or 0
+    )
+    return transport
+
+
 def link_problem(url: str) -> str | None:
     """Why the MCU link ``url`` can never open, or None (a device path may appear later)."""
     scheme, sep, rest = url.partition("://")
@@ -97,3 +111,6 @@ def _host_port_problem(url: str, scheme: str) -> str | None:
     if parts.hostname and port is not None:
         return None
     return f"{url!r}: expected {scheme}://HOST:PORT"
+
+
+register_opener("socket", _open_socket)

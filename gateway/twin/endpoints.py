@@ -9,7 +9,7 @@ import os
 import socket
 import tty
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 __all__ = [
     "McuPeer",
@@ -42,7 +42,7 @@ class _TwinStreamProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio subclasses
         self._transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None:  # small frames must not wait for Nagle

@@ -28,11 +28,11 @@ import logging
 from collections.abc import Callable
 
 from gateway.modbus.tables import ExceptionCode, Table
-from gateway.regmap.specs import PointSpec, RegisterMap
+from gateway.regmap.specs import RegisterMap
 from gateway.tuya.writes import WriteGate
+from gateway.unit.blocks import BlockReader
 from gateway.unit.cache import CacheSnapshot, DatapointCache
-from gateway.unit.reads import Encoding, PointIndex, encode_point
-from gateway.unit.status import unit_status
+from gateway.unit.status import LiveStatus, unit_status
 from gateway.unit.values import StatusValues
 from gateway.unit.writer import BackendStats, UnitWriter
 
@@ -63,7 +63,7 @@ class UnitBackend:
         self.read_only = read_only
         self.unit_id = unit_id
         self._status = status
-        self._index = PointIndex(regmap)
+        self._blocks = BlockReader(regmap)
         self._writer = UnitWriter(
             regmap,
             cache,
@@ -84,35 +84,21 @@ class UnitBackend:
         """Every status value a map can place, live."""
         return unit_status(snapshot, self.stats, self._status)
 
+    def _live(self, snapshot: CacheSnapshot) -> StatusValues:
+        return LiveStatus(snapshot, self.stats, self._status)
+
     def read(self, table: Table, address: int, count: int) -> list[int] | ExceptionCode:
         """Bits (0/1) or register words from one cache snapshot."""
         if count < 1:
             return ExceptionCode.ILLEGAL_DATA_VALUE
-        slots = self._index.covering(table, address, count)
-        if slots is None:
+        answer = self._blocks.read(table, address, count, self.cache.snapshot(), self._live)
+        if answer is None:
             return ExceptionCode.ILLEGAL_DATA_ADDRESS
-        snapshot = self.cache.snapshot()
-        status: StatusValues | None = None
-
-        def encode(point: PointSpec) -> Encoding:
-            return encode_point(point, self.regmap.datapoints, snapshot, status or {})
-
-        words: list[int] = []
-        for slot in slots:
-            if slot.inputs is None:
-                if status is None:
-                    status = self.status_values(snapshot)  # only when a point shows one
-                encoded, saturated = encode(slot.point)
-            else:
-                encoded, saturated = slot.encode(snapshot, encode)
-            if isinstance(encoded, ExceptionCode):
-                return encoded
-            if saturated:
-                self.stats.register_saturations += 1
-                _LOGGER.debug("%s saturates %s", slot.point.name, slot.point.format)
-            words.extend(encoded)
-        skip = address - slots[0].point.address
-        return words[skip : skip + count]
+        words, saturated = answer
+        for point in saturated:
+            self.stats.register_saturations += 1
+            _LOGGER.debug("%s saturates %s", point.name, point.format)
+        return words
 
     def moves_motor(self, table: Table, address: int, count: int) -> bool:
         """Whether a write of these addresses would operate the breaker motor."""

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from fractions import Fraction
 
 from gateway.modbus.tables import ExceptionCode, Table
-from gateway.regmap.registers import encode_value, nan_words
+from gateway.regmap.registers import Number, encode_value, nan_words
 from gateway.regmap.specs import (
     ConstSource,
     DatapointSpec,
@@ -30,6 +29,7 @@ from gateway.regmap.specs import (
     RegisterMap,
     SaturationSource,
     Source,
+    StatusSource,
 )
 from gateway.regmap.vocab import Format, Saturate, StalePolicy
 from gateway.unit.cache import CacheSnapshot
@@ -49,15 +49,25 @@ def encode_point(
     status: StatusValues,
 ) -> Encoding:
     """The point's words (or why there are none) and whether the value saturated."""
-    if isinstance(point.source, SaturationSource):
-        return _encode_saturation(point, point.source, datapoints, snapshot, status)
-    reading = read_source(point.source, datapoints, snapshot, status)
-    value = reading.value
-    if reading.stale or value is None:
+    source = point.source
+    if isinstance(source, SaturationSource):
+        return _encode_saturation(point, source, datapoints, snapshot, status)
+    if isinstance(source, StatusSource) and point.format is not Format.STRING:
+        # encode_value takes the raw number: no exact fraction is built for a live value
+        raw = status.get(source.name)
+        return _encode_reading(point, raw, raw is None, False)
+    reading = read_source(source, datapoints, snapshot, status)
+    return _encode_reading(point, reading.value, reading.stale, reading.clamped)
+
+
+def _encode_reading(
+    point: PointSpec, value: Number | bool | str | None, stale: bool, clamped: bool
+) -> Encoding:
+    if stale or value is None:
         if point.stale is StalePolicy.NAN:
             return nan_words(point.format, point.word_order), False
         if point.stale is StalePolicy.ZERO:
-            value = "" if point.format is Format.STRING else Fraction(0)
+            value = "" if point.format is Format.STRING else 0
         elif point.stale is StalePolicy.EXCEPTION or value is None:
             return ExceptionCode.GATEWAY_TARGET_NO_RESPONSE, False
     if point.table.is_bits:
@@ -69,7 +79,7 @@ def encode_point(
         word_order=point.word_order,
         registers=point.registers,
     )
-    saturated = encoded.saturated or reading.clamped
+    saturated = encoded.saturated or clamped
     if saturated and point.saturate is Saturate.EXCEPTION:
         return ExceptionCode.SERVER_DEVICE_FAILURE, True
     return encoded.words, saturated

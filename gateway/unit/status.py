@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 
 from gateway.regmap.specs import RegisterMap
 from gateway.tuya.link import LinkState, McuLink
@@ -17,7 +17,7 @@ from gateway.unit.cache import CacheSnapshot
 from gateway.unit.energy import LifetimeEnergy
 from gateway.unit.values import StatusValues
 
-__all__ = ["link_status", "product_key_check", "unit_status"]
+__all__ = ["LiveStatus", "link_status", "product_key_check", "unit_status"]
 
 _LOGGER = logging.getLogger(__name__)
 _STATES = tuple(LinkState)  # handshake_state is the state's position in this order
@@ -96,6 +96,51 @@ def unit_status(
     }
     if link is not None:
         values.update(link())
-    assert dataclasses.is_dataclass(counters)
-    values.update((f.name, getattr(counters, f.name)) for f in dataclasses.fields(counters))
+    values.update((name, getattr(counters, name)) for name in _counter_names(type(counters)))
     return values
+
+
+def _counter_names(counters: type) -> tuple[str, ...]:
+    names = _COUNTER_NAMES.get(counters)
+    if names is None:
+        assert dataclasses.is_dataclass(counters)
+        names = _COUNTER_NAMES[counters] = tuple(f.name for f in dataclasses.fields(counters))
+    return names
+
+
+_COUNTER_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+class LiveStatus(Mapping[str, bool | int | float | str | None]):
+    """The values of :func:`unit_status`, each made when a point asks for it (reads)."""
+
+    __slots__ = ("_counters", "_link", "_link_values", "_snapshot")
+
+    def __init__(
+        self, snapshot: CacheSnapshot, counters: object, link: Callable[[], StatusValues] | None
+    ) -> None:
+        self._snapshot = snapshot
+        self._counters = counters
+        self._link = link
+        self._link_values: StatusValues | None = None
+
+    def __getitem__(self, name: str) -> bool | int | float | str | None:
+        snapshot = self._snapshot
+        if name == "data_age_s":
+            return snapshot.data_age()
+        if name == "link_online":
+            return snapshot.link_ready
+        if name == "handshake_state":
+            return _STATES.index(snapshot.link_state)
+        if name in _counter_names(type(self._counters)):
+            value: int = getattr(self._counters, name)
+            return value
+        if self._link_values is None:
+            self._link_values = {} if self._link is None else self._link()
+        return self._link_values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(unit_status(self._snapshot, self._counters, self._link))
+
+    def __len__(self) -> int:
+        return len(unit_status(self._snapshot, self._counters, self._link))

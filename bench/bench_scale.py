@@ -65,6 +65,7 @@ def write_config(directory: Path, port: int, links: list[str]) -> Path:
         f"    port: {port}",
         f"    max_connections: {len(links) + 256}",
         f"    max_connections_per_ip: {len(links) + 256}",  # all from 127.0.0.1
+        f"state_dir: {directory / 'state'}",  # not the user's lifetime energy
         "devices:",
     ]
     for unit, link in enumerate(links, start=1):

@@ -20,7 +20,6 @@ from gateway import __version__, logs
 from gateway.config import add_run_options, config_from_args
 from gateway.errors import ConfigError, GatewayError
 from gateway.mqtt import add_cli_options as add_mqtt_options
-from gateway.mqtt import settings_from_args as mqtt_from_args
 from gateway.regmap.catalog import maps_command
 from gateway.regmap.export import add_export_options, cmd_export
 from gateway.tools import (
@@ -84,7 +83,6 @@ def _add_run(parser: argparse.ArgumentParser) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     config = dataclasses.replace(config, state_dir=state_dir_for(args.state_dir, config.state_dir))
-    config = dataclasses.replace(config, mqtt=mqtt_from_args(args, config.mqtt))
     from gateway.service import GatewayService
 
     service = GatewayService(config)  # loads every map: ConfigError here, before anything runs

@@ -1,9 +1,7 @@
-"""The gateway configuration: from ``gateway.yaml`` (listeners, write policy, devices) or from
-the single-device flags of ``run``.
+"""The gateway configuration, from ``gateway.yaml`` or from ``run``'s single-device flags.
 
-Every problem is collected and reported at once as ``file:line: path: message``; relative map
-and capture paths are resolved against the directory of the config file. Link URLs are checked
-here, before anything is bound: a link that can never open is a configuration error.
+Every problem is reported at once as ``file:line: path: message``; relative paths are resolved
+against the config file's folder; link URLs are checked here, before anything is bound.
 """
 
 from __future__ import annotations
@@ -16,12 +14,13 @@ from typing import Any
 import gateway.twin  # noqa: F401 - registers sim:// and how to check its URLs
 from gateway.errors import ConfigError
 from gateway.modbus.server import RtuListener, TcpListener
-from gateway.mqtt.settings import MQTT_SCHEMA, MqttSettings, parse_section
+from gateway.mqtt.settings import MQTT_SCHEMA, MqttSettings, parse_section, settings_from_args
 from gateway.regmap.shipped import resolve_map
 from gateway.regmap.yaml_check import check_yaml
 from gateway.regmap.yaml_read import read_text
 from gateway.regmap.yaml_schema import Bool, Checked, Int, Key, ListOf, Num, Str, obj
 from gateway.security import settings as security
+from gateway.security.settings import SecuritySettings
 from gateway.tuya.openers import link_problem
 from gateway.tuya.payloads import MAC_PATTERN
 from gateway.web.options import HTTP_SCHEMA, HttpListener, http_from_args, http_from_yaml
@@ -110,7 +109,7 @@ class DeviceConfig:
 
     unit: int
     link: str
-    map_path: str = "register_map.yaml"
+    map_path: str = DEFAULT_MAP
     baudrate: int | None = None
     capture: str | None = None
     module_mac: str | None = None
@@ -127,9 +126,7 @@ class GatewayConfig:
     policy: WritePolicy = dataclasses.field(default_factory=WritePolicy)
     http: HttpListener | None = None  # the HTTP endpoint (gateway.web); off by default
     state_dir: str | None = None  # lifetime energy store; None keeps it in memory
-    security: security.SecuritySettings = dataclasses.field(
-        default_factory=security.SecuritySettings
-    )
+    security: SecuritySettings = dataclasses.field(default_factory=SecuritySettings)
     mqtt: MqttSettings | None = None
 
 
@@ -269,13 +266,12 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         capture=args.capture,
         capture_max_mb=args.capture_max_mb or DEFAULT_CAPTURE_MAX_MB,
     )
-    policy = WritePolicy(read_only=args.read_only)
-    config = GatewayConfig((device,), tcp, rtu, policy, http_from_args(args, None))
-    return security.apply_cli_options(config, args)
+    config = GatewayConfig((device,), tcp, rtu, WritePolicy(read_only=args.read_only))
+    return _with_feature_flags(config, args)
 
 
 def _config_file_with_flags(args: argparse.Namespace) -> GatewayConfig:
-    """``--config FILE`` and the flags that may go with it (--read-only, --http, TLS)."""
+    """``--config FILE`` and the flags that may go with it (--read-only, the features')."""
     names = (*_DEVICE_FLAGS, "capture", "capture_max_mb")
     clash = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) is not None]
     if clash:
@@ -285,8 +281,13 @@ def _config_file_with_flags(args: argparse.Namespace) -> GatewayConfig:
         config = dataclasses.replace(
             config, policy=dataclasses.replace(config.policy, read_only=True)
         )
-    config = dataclasses.replace(config, http=http_from_args(args, config.http))
-    return security.apply_cli_options(config, args)
+    return _with_feature_flags(config, args)
+
+
+def _with_feature_flags(config: GatewayConfig, args: argparse.Namespace) -> GatewayConfig:
+    """The features' run flags (--http, --mqtt, TLS, allow, audit) over their file sections."""
+    http, mqtt = http_from_args(args, config.http), settings_from_args(args, config.mqtt)
+    return security.apply_cli_options(dataclasses.replace(config, http=http, mqtt=mqtt), args)
 
 
 def _tcp_flag(text: str) -> TcpListener | None:

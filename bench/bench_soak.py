@@ -30,7 +30,7 @@ import logging
 import random
 import resource
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from soak_parts import (
@@ -85,6 +85,9 @@ class Soak:
         self.unit = rig.service.units[1]
         self.link: McuLink = rig.link
         self.rng = rng
+        # The chaos loop draws from its own generator, so the sequence of faults depends on
+        # the seed alone, never on how the clients' draws interleave with it.
+        self.chaos_rng = random.Random(rng.random())
         self.report = report
         self.writes: list[WriteRecord] = []
         self.stop = asyncio.Event()
@@ -172,22 +175,35 @@ class Soak:
             client.close()
 
     # -- chaos ----------------------------------------------------------------------------
+    def phase_order(self) -> Iterator[str]:
+        """Every fault once per round, in a shuffled order: a short run sees each of them."""
+        while True:
+            round_ = list(PHASES)
+            self.chaos_rng.shuffle(round_)
+            yield from round_
+
     async def chaos(self, spell_s: float) -> None:
+        phases = self.phase_order()
         while not self.stop.is_set():
-            phase = self.rng.choice(PHASES)
+            phase = next(phases)
             self.report.phases += 1
             await self._inject(phase, spell_s)
             self.twin().faults.__init__()  # type: ignore[misc]  # all faults off
             if phase in ("reboot", "silent", "mixed", "stall"):
                 await self._measure_recovery(phase)
-            await asyncio.sleep(spell_s * self.rng.uniform(0.5, 1.5))
+            await asyncio.sleep(spell_s * self.chaos_rng.uniform(0.5, 1.5))
+
+    def _spell(self, phase: str, spell_s: float) -> float:
+        # A silence must outlast the link's silence detection, or nothing is ever stale.
+        noticed = self.link.config.silence_noticed_s if phase == "silent" else 0.0
+        return noticed + spell_s * self.chaos_rng.uniform(0.5, 1.5)
 
     async def _inject(self, phase: str, spell_s: float) -> None:
         faults = self.twin().faults
         if phase == "stall":
             self.report.stalls += 1
             self.rig.bridge.forwarding.clear()
-            await asyncio.sleep(spell_s * self.rng.uniform(0.5, 1.5))
+            await asyncio.sleep(self._spell(phase, spell_s))
             self.rig.bridge.forwarding.set()
             return
         if phase == "reboot":
@@ -202,7 +218,7 @@ class Soak:
         if phase in ("delay", "mixed"):
             faults.delay_s = 0.15
         faults.silent = phase == "silent"
-        await asyncio.sleep(spell_s * self.rng.uniform(0.5, 1.5))
+        await asyncio.sleep(self._spell(phase, spell_s))
 
     async def _measure_recovery(self, phase: str, timeout_s: float = 20.0) -> None:
         """Time from the fault's end until a newer report is served over Modbus."""

@@ -18,10 +18,11 @@ import signal
 import ssl
 import struct
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+import uvloop
 from certs import Issued, make_ca, make_cert
 from conftest import FAST_TIMINGS
 from cryptography import x509
@@ -380,3 +381,22 @@ async def test_tls_pipelining_flood_does_not_starve_another_client(
     assert done[0] < requests, "the other client was only served after the flood"
     await flooding
     writer.close()
+
+
+@pytest.mark.parametrize("loop_factory", [uvloop.new_event_loop, asyncio.new_event_loop])
+def test_tls_on_every_event_loop_the_gateway_runs(
+    pki: Pki, loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    """uvloop (the default on Linux) too: a ClientHello sent at once is not lost at accept."""
+
+    async def serve_and_read() -> bytes:
+        service = await start_secure(pki)
+        try:
+            async with asyncio.timeout(WAIT_S):
+                return await handshake(service.modbus.tls_port, client_context(pki, pki.operator))
+        finally:
+            await service.stop()
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        reply = runner.run(serve_and_read())
+    assert reply[7:9] == b"\x04\x02", reply.hex(" ")  # FC4, two bytes of voltage

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from gateway.modbus.pdu import UnitBackend
 
-__all__ = ["Admit", "ClientIdentity", "Guard", "ListenerCounters", "identify"]
+__all__ = ["Admit", "ClientIdentity", "Guard", "ListenerCounters", "identify", "peer_identity"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -53,12 +53,17 @@ Admit = Callable[[str], bool]
 Guard = Callable[[int, UnitBackend, ClientIdentity], UnitBackend]
 
 
+def peer_identity(peer: object, listener: str) -> ClientIdentity:
+    """The identity of a client known by its socket address only (before any TLS)."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return ClientIdentity(str(peer[0]), int(peer[1]), listener)
+    return ClientIdentity("?", 0, listener)
+
+
 def identify(transport: asyncio.Transport, listener: str) -> ClientIdentity:
     """The identity of a just-accepted connection."""
-    peer = transport.get_extra_info("peername")
-    host, port = (str(peer[0]), int(peer[1])) if peer else ("?", 0)
-    certificate = None
+    identity = peer_identity(transport.get_extra_info("peername"), listener)
     ssl_object = transport.get_extra_info("ssl_object")
-    if ssl_object is not None:
-        certificate = ssl_object.getpeercert(binary_form=True)
-    return ClientIdentity(host, port, listener, certificate)
+    if ssl_object is None:
+        return identity
+    return dataclasses.replace(identity, certificate=ssl_object.getpeercert(binary_form=True))

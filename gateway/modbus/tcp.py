@@ -15,11 +15,11 @@ import ssl
 from collections.abc import Callable
 from typing import cast
 
-from gateway.modbus.access import Admit, ClientIdentity, ListenerCounters, identify
+from gateway.modbus.access import Admit, ClientIdentity, ListenerCounters, identify, peer_identity
 from gateway.modbus.limits import AddressCounts, RateLimitedLog
 from gateway.modbus.mbap import encode_adu, has_adu, split_adus
 from gateway.modbus.session import OrderedReplies, ReplyContext, Router
-from gateway.modbus.tls_accept import TlsGate
+from gateway.modbus.tls_accept import TlsListener
 
 __all__ = ["TcpServer"]
 
@@ -65,8 +65,7 @@ class TcpServer:
         self.per_ip = AddressCounts()
         self.counters = ListenerCounters()
         self.warn = RateLimitedLog(_LOGGER)
-        self._server: asyncio.Server | None = None
-        self._handshakes: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | TlsListener | None = None
 
     @property
     def port(self) -> int:
@@ -77,32 +76,32 @@ class TcpServer:
 
     async def start(self) -> None:
         """Bind and start accepting."""
-        self._server = await asyncio.get_running_loop().create_server(
-            self._accept, *self._address, reuse_address=True
-        )
+        if self.ssl_context is None:
+            self._server = await asyncio.get_running_loop().create_server(
+                lambda: _TcpConnection(self), *self._address, reuse_address=True
+            )
+        else:
+            timeout = max(self.adu_timeout_s, HANDSHAKE_TIMEOUT_S)
+            listener = TlsListener(self._admit_tls, self.ssl_context, timeout, self._failed)
+            self._server = await listener.start(*self._address)
         name = "Modbus/TCP Security (TLS)" if self.ssl_context else "Modbus TCP"
         _LOGGER.info("%s listening on %s:%d", name, self._address[0], self.port)
 
-    def _accept(self) -> asyncio.Protocol:
+    def _admit_tls(self, peer: object) -> asyncio.Protocol | None:
         connection = _TcpConnection(self)
-        if self.ssl_context is None:
-            return connection
-        timeout = max(self.adu_timeout_s, HANDSHAKE_TIMEOUT_S)
-        gate = TlsGate(connection, connection.admit, self.ssl_context, timeout, self._failed)
-        return gate.tracked_by(self._handshakes)
+        return connection if connection.admit(peer) else None
 
-    def _failed(self, transport: asyncio.Transport, err: BaseException) -> None:
+    def _failed(self, peer: object, err: BaseException) -> None:
         self.counters.handshake_failed += 1
-        client = identify(transport, self.kind)
-        self.warn.warning(client.host, "tls: handshake with %s failed: %s", client.address, err)
+        client = peer_identity(peer, self.kind)
+        reason = str(err) or ("timed out" if isinstance(err, TimeoutError) else repr(err))
+        self.warn.warning(client.host, "tls: handshake with %s failed: %s", client.address, reason)
 
     async def stop(self) -> None:
         """Stop accepting and close every connection."""
         if self._server is None:
             return
         self._server.close()
-        for task in list(self._handshakes):
-            task.cancel()
         for connection in list(self.connections):
             connection.abort()
         await self._server.wait_closed()
@@ -128,6 +127,7 @@ class _TcpConnection(asyncio.Protocol):
     def __init__(self, server: TcpServer) -> None:
         self._server = server
         self._transport: asyncio.Transport | None = None
+        self._admitted = False
         self._data = b""
         self._position = 0
         self._peer = "?"
@@ -140,25 +140,25 @@ class _TcpConnection(asyncio.Protocol):
         self._last_activity = 0.0
         self._loop = asyncio.get_running_loop()
 
-    def admit(self, transport: asyncio.Transport) -> bool:
-        """Check the client's address and the limits; count it as open, or close it."""
-        identity = identify(transport, self._server.kind)
+    def admit(self, peer: object) -> bool:
+        """Check the client's address and the limits; count it as open (False: refused)."""
+        identity = peer_identity(peer, self._server.kind)
         self._peer, self._host = identity.address, identity.host
         reason = self._server.refusal(identity.host)
         if reason is not None:
             self._server.warn.warning(
                 identity.host, "%s: refusing %s: %s", self._server.kind, self._peer, reason
             )
-            transport.abort()
             return False
-        self._transport = transport
+        self._admitted = True
         self._server.connections.add(self)
         self._server.per_ip.add(self._host)
         return True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio subclasses
-        if self._transport is None and not self.admit(transport):
+        if not self._admitted and not self.admit(transport.get_extra_info("peername")):
+            transport.abort()
             return
         self._transport = transport
         identity = identify(transport, self._server.kind)
@@ -168,9 +168,6 @@ class _TcpConnection(asyncio.Protocol):
         )
         self._last_activity = self._loop.time()
         self._arm_idle_timer(self._server.idle_timeout_s)
-        if self._data:  # arrived with the end of the TLS handshake
-            early, self._data = self._data, b""
-            self.data_received(early)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self in self._server.connections:
@@ -190,8 +187,6 @@ class _TcpConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._replies is None:
-            if self._transport is not None:  # admitted, TLS handshake just ending
-                self._data += data
             return
         self._last_activity = self._loop.time()
         if self._position < len(self._data):

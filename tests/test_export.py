@@ -74,7 +74,9 @@ async def read_sensor(client: AsyncModbusTcpClient, sensor: dict[str, Any]) -> f
     """What Home Assistant's modbus integration computes for ``sensor``."""
     read = {"input": client.read_input_registers, "holding": client.read_holding_registers}
     count = SIZES[sensor["data_type"]]
-    reply = await read[sensor["input_type"]](sensor["address"], count=count, device_id=1)
+    reply = await read[sensor["input_type"]](
+        sensor["address"], count=count, device_id=sensor["device_address"]
+    )
     assert not reply.isError(), sensor
     order = "little" if sensor.get("swap", "none") == "word" else "big"
     assert sensor.get("swap", "none") in ("none", "word")
@@ -117,7 +119,8 @@ def test_home_assistant_classes_and_the_lifetime_as_total_increasing() -> None:
     assert imported["state_class"] == "total_increasing"
     assert imported["unit_of_measurement"] == "kWh"
     assert sensors["mcu_energy_counter"]["state_class"] == "total"  # it may go backwards
-    assert sensors["voltage"] | {"slave": 7} == sensors["voltage"]
+    assert sensors["voltage"] | {"device_address": 7} == sensors["voltage"]
+    assert sensors["reactive_power"]["unit_of_measurement"] == "var"  # HA's spelling
     assert sensors["voltage"]["data_type"] == "float32"
     assert sensors["power_factor"]["device_class"] == "power_factor"
     assert sensors["frequency"]["device_class"] == "frequency"
@@ -151,13 +154,22 @@ def test_the_tag_list_has_every_point_but_the_fill() -> None:
     named = {p.name for points in regmap.tables.values() for p in points}
     assert {row["tag"] for row in rows} == {n for n in named if not n.startswith("fill_")}
     voltage = next(row for row in rows if row["tag"] == "voltage")
+    # 0xFC00 is past 4xxxx's last address (9998): every reference takes the 6-digit form
     assert (voltage["reference"], voltage["data_type"], voltage["unit_id"]) == (
-        "30001",
+        "300001",
         "float32",
         "3",
     )
     serial = next(row for row in rows if row["tag"] == "serial_number")
-    assert serial["reference"] == str(40001 + 0xFC00)
+    assert serial["reference"] == str(400001 + 0xFC00)
+    switch = next(row for row in load_tags(DEFAULT) if row["tag"] == "switch")
+    assert switch["reference"] == "1"  # coil 00001: the default map's addresses fit 5 digits
+    power = next(row for row in load_tags(DEFAULT) if row["tag"] == "power")
+    assert power["reference"] == "30003"
+
+
+def load_tags(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(render(load_map(path), "csv", "h", 1, 1))))
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

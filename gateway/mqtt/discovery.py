@@ -17,6 +17,7 @@ from typing import Any
 
 from gateway.mqtt.payloads import OFF, ON, is_on_off
 from gateway.mqtt.topics import OFFLINE, ONLINE, Topics
+from gateway.regmap.export import ha_unit
 from gateway.regmap.specs import DpSource, PointSpec, RegisterMap, Source, StatusSource
 
 __all__ = ["Entity", "discovery_messages", "entities", "published_points"]
@@ -97,16 +98,17 @@ def _number_range(regmap: RegisterMap, point: PointSpec) -> dict[str, float]:
 
 
 def _sensor_classes(point: PointSpec, has_lifetime: bool) -> dict[str, str]:
-    device_class, state_class = _CLASSES.get(point.unit, (None, None))
-    if point.unit == "" and "power_factor" in point.name:
+    unit = ha_unit(point.unit)
+    device_class, state_class = _CLASSES.get(unit, (None, None))
+    if unit == "" and "power_factor" in point.name:
         device_class, state_class = "power_factor", "measurement"
     if point.format == "string":
         return {}
     if device_class == "energy" and has_lifetime and _LIFETIME not in point.name:
         state_class = "total"  # the MCU's own counter can go back; the lifetime one cannot
     classes = {"device_class": device_class, "state_class": state_class or "measurement"}
-    if point.unit:
-        classes["unit_of_measurement"] = point.unit
+    if unit:
+        classes["unit_of_measurement"] = unit
     return {key: value for key, value in classes.items() if value is not None}
 
 
@@ -121,7 +123,7 @@ def _component(
     if point.writable:
         extra = {"mode": "box", "entity_category": "config", **_number_range(regmap, point)}
         if point.unit:
-            extra["unit_of_measurement"] = point.unit
+            extra["unit_of_measurement"] = ha_unit(point.unit)
         return "number", extra
     if is_on_off(point):
         extra = {"payload_on": ON, "payload_off": OFF}

@@ -11,7 +11,7 @@ import argparse
 import csv
 import io
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import yaml
@@ -46,23 +46,26 @@ _CLASSES = {  # unit -> (device_class, state_class)
     "mA": ("current", "measurement"),
     "W": ("power", "measurement"),
     "VA": ("apparent_power", "measurement"),
-    "VAr": ("reactive_power", "measurement"),
+    "var": ("reactive_power", "measurement"),
     "Hz": ("frequency", "measurement"),
     "°C": ("temperature", "measurement"),
     "kWh": ("energy", "total"),
-    "kVArh": (None, "total"),
+    "kvarh": (None, "total"),
 }
+# Home Assistant spells these units its own way and checks them against the device class.
+_HA_UNITS = {"VAr": "var", "kVArh": "kvarh"}
 _LIFETIME = StatusSource("lifetime_energy")
 _CSV_COLUMNS = (
     *("tag", "unit_id", "table", "address", "reference", "data_type", "word_order"),
     *("scale", "unit", "access", "description"),
 )
-_REFERENCE_BASE = {
-    Table.COIL: 1,
-    Table.DISCRETE_INPUT: 10001,
-    Table.INPUT_REGISTER: 30001,
-    Table.HOLDING_REGISTER: 40001,
+_REFERENCE_PREFIX = {
+    Table.COIL: 0,
+    Table.DISCRETE_INPUT: 1,
+    Table.INPUT_REGISTER: 3,
+    Table.HOLDING_REGISTER: 4,
 }
+_FIVE_DIGIT_MAX = 9998  # 4xxxx references end at 49999 (address 9998)
 
 
 def numeric_points(regmap: RegisterMap, table: Table) -> Iterator[PointSpec]:
@@ -91,8 +94,13 @@ def _precision(regmap: RegisterMap, point: PointSpec) -> int:
     return 2
 
 
+def ha_unit(unit: str) -> str:
+    """``unit`` as Home Assistant writes it (reactive power: ``var``)."""
+    return _HA_UNITS.get(unit, unit)
+
+
 def _classes(regmap: RegisterMap, point: PointSpec) -> dict[str, str]:
-    unit = point_unit(regmap, point)
+    unit = ha_unit(point_unit(regmap, point))
     device_class, state_class = _CLASSES.get(unit, (None, "measurement"))
     if point.source == _LIFETIME:
         state_class = "total_increasing"  # it never goes backwards: the energy dashboard's kind
@@ -109,7 +117,7 @@ def ha_sensor(regmap: RegisterMap, point: PointSpec, unit_id: int) -> dict[str, 
     sensor: dict[str, Any] = {
         "name": point.name,
         "unique_id": f"{regmap.device.name}_{unit_id}_{point.name}",
-        "slave": unit_id,
+        "device_address": unit_id,
         "address": point.address,
         "input_type": _HA_INPUT[point.table],
         "data_type": _data_type(point),
@@ -125,7 +133,7 @@ def _ha_bits(regmap: RegisterMap, unit_id: int) -> dict[str, list[dict[str, Any]
     switches = [
         {
             "name": point.name,
-            "slave": unit_id,
+            "device_address": unit_id,
             "address": point.address,
             "write_type": "coil",
             "verify": {"input_type": "coil", "address": point.address},
@@ -134,7 +142,12 @@ def _ha_bits(regmap: RegisterMap, unit_id: int) -> dict[str, list[dict[str, Any]
         if point.writable and not point.name.startswith(_FILL)
     ]
     binary = [
-        {"name": point.name, "slave": unit_id, "address": point.address, "input_type": kind}
+        {
+            "name": point.name,
+            "device_address": unit_id,
+            "address": point.address,
+            "input_type": kind,
+        }
         for table, kind in ((Table.DISCRETE_INPUT, "discrete_input"), (Table.COIL, "coil"))
         for point in regmap.points(table)
         if not point.name.startswith(_FILL) and not (table is Table.COIL and point.writable)
@@ -213,6 +226,7 @@ def tag_list(regmap: RegisterMap, unit_id: int) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(_CSV_COLUMNS)
+    reference_of = _references(regmap)
     for table in Table:
         for p in regmap.points(table):
             if p.name.startswith(_FILL):
@@ -220,11 +234,18 @@ def tag_list(regmap: RegisterMap, unit_id: int) -> str:
             words = str(p.word_order) if p.count > 1 and p.format != Format.STRING else ""
             scale = "" if table.is_bits or p.format in FLOAT_FORMATS else str(p.scale)
             access = "rw" if p.writable else "r"
-            reference = _REFERENCE_BASE[table] + p.address
+            reference = reference_of(table, p.address)
             fmt = "bool" if table.is_bits else _data_type(p)
             where = (p.name, unit_id, table.value, p.address, reference, fmt, words)
             writer.writerow([*where, scale, point_unit(regmap, p), access, p.description])
     return out.getvalue()
+
+
+def _references(regmap: RegisterMap) -> Callable[[Table, int], int]:
+    """Modicon references: 5-digit (40001) when every address fits, else 6-digit (400001)."""
+    addresses = (p.address for points in regmap.tables.values() for p in points)
+    width = 5 if max(addresses, default=0) <= _FIVE_DIGIT_MAX else 6
+    return lambda table, address: _REFERENCE_PREFIX[table] * 10 ** (width - 1) + 1 + address
 
 
 def add_export_options(parser: argparse.ArgumentParser) -> None:

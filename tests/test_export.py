@@ -51,6 +51,7 @@ DEFAULT_EXPECTED = {
 # gateway counters, not the twin's values: they only have to decode
 LIVE = {"data_age", "mcu_reboots", "frames_received", "frames_sent", "checksum_errors"}
 LIVE |= {"modbus_requests", "modbus_exceptions", "heartbeat_rtt", "register_saturations"}
+LIVE |= {"refused_connections", "refused_writes"}
 ENERGY_NAMES = {"energy_total", "energy_total_f32", "energy_lifetime", "energy_lifetime_f32"}
 
 

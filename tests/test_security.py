@@ -256,6 +256,9 @@ async def test_allow_list_refuses_127_0_0_2_and_serves_127_0_0_1(
         counters = service.modbus.counters
         assert counters["tcp"].refused_not_allowed == 3
         assert counters["tls"].refused_not_allowed == 1
+        async with tls_client(service, pki, pki.viewer) as client:  # the map's status points
+            refused = await client.read_input_registers(225, count=2, device_id=1)
+        assert refused.registers == [0, 4]  # refused_connections, uint32
     finally:
         await service.stop()
     logged = [r.getMessage() for r in caplog.records if "not in the allow list" in r.getMessage()]
@@ -288,7 +291,9 @@ async def test_write_allow_and_audit_log_every_write(pki: Pki, tmp_path: Path) -
             assert not (await client.write_coil(PREPAYMENT, False, device_id=1)).isError()
             reply = await client.write_register(OVERCURRENT, 0xFFFF, device_id=1)
             assert reply.exception_code == 0x03  # out of range: refused by the unit
+            refused = await client.read_input_registers(227, count=2, device_id=1)
         assert service.security.policy.counters.refused_writes == 2
+        assert refused.registers == [0, 2]  # the map's refused_writes point, uint32
     finally:
         await service.stop()
     lines = [json.loads(line) for line in audit.read_text().splitlines()]

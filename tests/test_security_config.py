@@ -145,6 +145,20 @@ def test_audit_rotates_at_its_size_limit_and_keeps_whole_lines(tmp_path: Path) -
     assert newest == list(range(100 - len(newest), 100))  # the oldest rotated away, in order
 
 
+def test_audit_log_folder_is_made_and_an_unwritable_path_says_which_option(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "var" / "log" / "gateway" / "audit.jsonl"  # a fresh host: no folder yet
+    log = AuditLog(str(path))
+    log.record(event(1))
+    log.close()
+    assert json.loads(path.read_text())["new"] == 1
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    with pytest.raises(OSError, match=r"audit log \(--audit\)"):
+        AuditLog(str(blocked / "audit.jsonl"))
+
+
 _WRITER = """
 import sys
 from gateway.security.audit import AuditEvent, AuditLog
@@ -190,14 +204,9 @@ def test_audit_survives_a_crash_without_a_torn_line(tmp_path: Path) -> None:
 
 # --- status points and the real process --------------------------------------------------
 async def test_status_points_count_refused_connections_and_writes(tmp_path: Path) -> None:
-    map_path = tmp_path / "map.yaml"
-    map_path.write_text(
-        (ROOT / "register_map.yaml").read_text()
-        + "  - {name: refused_connections, address: 300, source: status.refused_connections}\n"
-        + "  - {name: refused_writes, address: 301, source: status.refused_writes}\n"
-    )
     tcp = TcpListener("127.0.0.1", 0, allow=("127.0.0.1",), write_allow=("127.0.0.9",))
-    service = GatewayService(GatewayConfig((DeviceConfig(1, "sim://", str(map_path)),), tcp))
+    default_map = str(ROOT / "register_map.yaml")  # it has both points, uint32 at 225 and 227
+    service = GatewayService(GatewayConfig((DeviceConfig(1, "sim://", default_map),), tcp))
     await service.start()
     client = AsyncModbusTcpClient("127.0.0.1", port=service.tcp_port, timeout=5, retries=0)
     try:
@@ -205,8 +214,8 @@ async def test_status_points_count_refused_connections_and_writes(tmp_path: Path
             assert await refused_at_accept(service.tcp_port, "127.0.0.2")
         await client.connect()
         assert (await client.write_coil(1, True, device_id=1)).exception_code == 0x01
-        reply = await client.read_holding_registers(300, count=2, device_id=1)
-        assert reply.registers == [2, 1]
+        reply = await client.read_input_registers(225, count=4, device_id=1)
+        assert reply.registers == [0, 2, 0, 1]
     finally:
         client.close()
         await service.stop()

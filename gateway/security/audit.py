@@ -81,7 +81,12 @@ class AuditLog:
         os.close(self._fd)
 
     def _open(self) -> int:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        except OSError as err:
+            why = f"cannot open the audit log (--audit): {err.strerror}"
+            raise OSError(err.errno, why, self.path) from None
         torn = _cut_torn_tail(self.path)
         if torn:
             note = AuditEvent("audit", "-", None, "-", None, None, "torn line recovered")

@@ -112,7 +112,7 @@ class GatewayService:
     def _served(self, unit: Unit) -> ServedUnit:
         """What Modbus talks to: the backend (watched by the console), logged with its unit."""
         served: ServedUnit = unit.backend
-        if unit.served is not None:  # --map auto: the console sees the unit, not its counters
+        if unit.served is not None:  # --map auto: _use_map watches the backend it chooses
             served = unit.served
         elif self.web is not None:
             served = self.web.observe(unit.device.unit, unit.backend)
@@ -154,7 +154,7 @@ class GatewayService:
             unit_id=unit_id,
         )
 
-    def _use_map(self, unit: Unit, register_map: RegisterMap) -> UnitBackend:
+    def _use_map(self, unit: Unit, register_map: RegisterMap) -> ServedUnit:
         """Serve ``register_map`` from now on (``--map auto`` chose it)."""
         unit.lifetime = lifetime_energy(register_map, unit.cache, self._store, unit.device.unit)
         unit.register_map = register_map
@@ -163,7 +163,9 @@ class GatewayService:
             register_map, unit.cache, unit.link, unit.device.unit, unit.lifetime
         )
         self._attach(unit)
-        return unit.backend
+        if self.web is None:
+            return unit.backend
+        return self.web.observe(unit.device.unit, unit.backend)
 
     def _attach(self, unit: Unit) -> None:
         """The map's keep-alives, and the lifetime energy fed by the link's reports."""

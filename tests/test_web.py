@@ -298,3 +298,27 @@ async def test_http_off_by_default_and_a_taken_port_starts_nothing(start: Start)
     with pytest.raises(ConnectionRefusedError):  # the Modbus listener it had opened is closed again
         await asyncio.open_connection("127.0.0.1", modbus_port)
     assert second.units[1].link.state is LinkState.STOPPED
+
+
+async def test_a_unit_on_map_auto_is_counted_once_its_map_is_chosen(start: Start) -> None:
+    config = web_config(TWIN)
+    device = dataclasses.replace(config.devices[0], map_path="auto")
+    gw = await start(dataclasses.replace(config, devices=(device,)))
+    await gw.ready()
+
+    async def served() -> bool:
+        reply = await gw.client.read_input_registers(VOLTAGE, count=1, device_id=1)
+        return not reply.isError()
+
+    await eventually(served, "the auto map chosen and served")
+    bad = await gw.client.read_input_registers(9000, count=1, device_id=1)
+    assert bad.exception_code == 0x02
+    assert not (await gw.client.write_coil(SWITCH, False, device_id=1)).isError()
+    _, samples = await scrape(gw)
+    fc4 = (("function", "4"), ("unit", "1"))
+    assert samples["tuya_gateway_modbus_requests_total", fc4] >= 2
+    code = (("code", "0x02"), ("function", "4"), ("unit", "1"))
+    assert samples["tuya_gateway_modbus_exceptions_total", code] == 1
+    assert samples["tuya_gateway_write_seconds_count", ()] == 1
+    units = await (await gw.get("/api/units")).json()
+    assert [w["points"] for w in units["units"][0]["writes"]] == [["switch"]]

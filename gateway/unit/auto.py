@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from gateway.modbus.pdu import UnitBackend
 from gateway.modbus.tables import ExceptionCode, Table
 from gateway.regmap.catalog import MapChoice, choose_map, shipped_maps
 from gateway.regmap.specs import RegisterMap
 from gateway.tuya.link import LinkState, McuLink
-from gateway.unit.backend import UnitBackend
 
 __all__ = ["AutoBackend"]
 
@@ -33,6 +33,7 @@ class AutoBackend:
     ) -> None:
         self.identification: dict[int, str] = {}
         self.inner: UnitBackend | None = None
+        self.chosen: RegisterMap | None = None
         self._unit_id = unit_id
         self._use_map = use_map
         self._choose = choose
@@ -49,13 +50,13 @@ class AutoBackend:
         return on_state
 
     def on_product_key(self, key: str | None) -> None:
-        if self.inner is not None:
-            if key not in self.inner.regmap.device.product_keys:
+        if self.chosen is not None:
+            if key not in self.chosen.device.product_keys:
                 _LOGGER.warning(
                     "unit %d: the MCU now reports product key %r; map %s stays until restart",
                     self._unit_id,
                     key,
-                    self.inner.regmap.path,
+                    self.chosen.path,
                 )
             return
         choice = self._choose(key)
@@ -71,6 +72,7 @@ class AutoBackend:
             choice.map.device.name,
             also,
         )
+        self.chosen = choice.map
         self.inner = self._use_map(choice.map)
         self.identification = self.inner.identification
 

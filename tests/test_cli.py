@@ -422,6 +422,26 @@ def test_example_gateway_yaml_is_valid_and_its_maps_load() -> None:
     assert sorted(service.units) == [1, 2]
 
 
+def test_example_gateway_yaml_with_every_commented_key_switched_on_is_valid(tmp_path: Path) -> None:
+    """The example documents every key: each commented one is valid once uncommented."""
+    from gateway.config import load_config
+
+    commented_key = re.compile(r"^(\s*)# (\s*)([a-z_0-9]+:.*)$")
+    lines = []
+    for line in (ROOT / "gateway.example.yaml").read_text(encoding="utf-8").splitlines():
+        found = commented_key.match(line)
+        lines.append(found.expand(r"\1\2\3") if found else line)
+    uncommented = tmp_path / "gateway.yaml"
+    uncommented.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / "register_map.yaml").write_text(DEFAULT_MAP.read_text(encoding="utf-8"))
+    config = load_config(str(uncommented))
+    switched_on = (config.rtu, config.http, config.mqtt, config.security.tls)
+    assert None not in switched_on
+    assert config.security.audit is not None
+    assert config.tcp is not None
+    assert config.tcp.write_allow == ("192.168.10.5/32",)
+
+
 # -- start-up and shutdown (issue 13) --------------------------------------------------------
 BAD_LINKS = {
     "tcp://127.0.0.1:6668": "did you mean socket://127.0.0.1:6668?",

@@ -322,3 +322,29 @@ async def test_a_unit_on_map_auto_is_counted_once_its_map_is_chosen(start: Start
     assert samples["tuya_gateway_write_seconds_count", ()] == 1
     units = await (await gw.get("/api/units")).json()
     assert [w["points"] for w in units["units"][0]["writes"]] == [["switch"]]
+
+
+async def bad_request(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        return await reader.read(100)
+    finally:
+        writer.close()
+
+
+async def test_malformed_requests_get_400_and_one_log_line_not_tracebacks(
+    start: Start, caplog: pytest.LogCaptureFixture
+) -> None:
+    gw = await start(web_config(TWIN))
+    await gw.ready()
+    assert gw.service.web is not None
+    port = gw.service.web.port
+    huge_header = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n"
+    for request in (huge_header, huge_header, b"\x16\x03\x01 not http\r\n\r\n"):
+        assert (await bad_request(port, request)).startswith(b"HTTP/1.0 400")
+    assert (await gw.get("/healthz")).status == 200
+    from_http = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert [r.levelname for r in from_http] == ["WARNING"]  # once a minute per client
+    assert "400" in from_http[0].getMessage()
+    assert from_http[0].exc_info is None

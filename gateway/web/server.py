@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.unit.backend import UnitBackend
+from gateway.web.bad_requests import BadRequestLines
 from gateway.web.frames import FrameHub, Subscription
 from gateway.web.metrics import GatewayCollector, metrics_registry, render_metrics
 from gateway.web.observe import ObservedBackend, WriteTimes
@@ -55,6 +56,7 @@ class WebConsole:
         collector = GatewayCollector(units, self.observed, self.write_times, self._connections)
         self._registry = metrics_registry(collector)
         self._runner: web.AppRunner | None = None
+        self._bad_requests = BadRequestLines()
 
     def observe(self, unit_id: int, backend: UnitBackend) -> ObservedBackend:
         """The backend to serve Modbus with: ``backend``, counted for the metrics."""
@@ -79,8 +81,10 @@ class WebConsole:
             await runner.cleanup()
             raise
         self._runner = runner
+        self._bad_requests.install()
         self.frames.start()
-        _LOGGER.info("HTTP console and /metrics on http://%s:%d/", self.listener.host, self.port)
+        host = f"[{self.listener.host}]" if ":" in self.listener.host else self.listener.host
+        _LOGGER.info("HTTP console and /metrics on http://%s:%d/", host, self.port)
         if self.listener.host in ALL_INTERFACES:
             _LOGGER.warning(
                 "HTTP listens on all interfaces (%s): anyone who reaches port %d sees every"
@@ -92,6 +96,7 @@ class WebConsole:
     async def stop(self) -> None:
         """End the frame streams, then close the server; safe to call twice."""
         self.frames.stop()
+        self._bad_requests.remove()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()

@@ -82,12 +82,13 @@ async def start_secure(
     audit: Path | None = None,
     cert: Path | None = None,
     key: Path | None = None,
+    ca: Path | None = None,
 ) -> GatewayService:
     tls = TlsSettings(
         TcpListener("127.0.0.1", 0, allow=tls_allow, max_connections_per_ip=4),
         str(cert or pki.server.cert),
         str(key or pki.server.key),
-        str(pki.ca.cert),
+        str(ca or pki.ca.cert),
     )
     security = SecuritySettings(tls=tls, audit=str(audit) if audit else None)
     config = GatewayConfig(
@@ -341,6 +342,27 @@ async def test_sighup_reloads_the_certificate_without_dropping_clients(
             assert await peer_serial(port, pki) == renewed.certificate.serial_number
             assert not (await kept.read_input_registers(0, count=1, device_id=1)).isError()
         assert service.units[1].link.state.name == "READY"
+    finally:
+        await service.stop()
+
+
+async def test_sighup_adds_a_new_ca_for_new_handshakes(pki: Pki, tmp_path: Path) -> None:
+    ca_file = tmp_path / "ca.pem"
+    shutil.copy(pki.ca.cert, ca_file)
+    rolled = make_ca(tmp_path, "rolled")
+    newcomer = make_cert(tmp_path, "newcomer", rolled, role="viewer")
+    service = await start_secure(pki, ca=ca_file)
+    port = service.modbus.tls_port
+    try:
+        with contextlib.suppress(ssl.SSLError, ConnectionResetError):
+            assert await handshake(port, client_context(pki, newcomer)) == b""
+        ca_file.write_bytes(pki.ca.cert.read_bytes() + rolled.cert.read_bytes())
+        os.kill(os.getpid(), signal.SIGHUP)
+        await asyncio.sleep(0.1)  # the handler runs on the loop
+        reply = await handshake(port, client_context(pki, newcomer))
+        assert reply[7:9] == b"\x04\x02", reply.hex(" ")
+        reply = await handshake(port, client_context(pki, pki.operator))  # the old CA stays
+        assert reply[7:9] == b"\x04\x02", reply.hex(" ")
     finally:
         await service.stop()
 

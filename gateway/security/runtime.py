@@ -65,7 +65,7 @@ class SecurityRuntime:
             self._loop = asyncio.get_running_loop()
             context, tls = self.context, settings.tls
             self._loop.add_signal_handler(
-                signal.SIGHUP, reload_certificate, context, tls.cert, tls.key
+                signal.SIGHUP, reload_certificate, context, tls.cert, tls.key, tls.ca
             )
 
     def stop(self) -> None:

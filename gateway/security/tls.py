@@ -26,14 +26,20 @@ def server_context(cert: str, key: str, ca: str) -> ssl.SSLContext:
     return context
 
 
-def reload_certificate(context: ssl.SSLContext, cert: str, key: str) -> bool:
-    """Load a new certificate and key for new handshakes; keep the old ones if that fails."""
+def reload_certificate(context: ssl.SSLContext, cert: str, key: str, ca: str) -> bool:
+    """Load a new certificate and key, and add ca's certificates, for new handshakes.
+
+    OpenSSL can add to a context's trust store but not take a CA out of it: dropping a CA
+    needs a restart. If anything fails to load, the old certificate stays.
+    """
     try:
         context.load_cert_chain(cert, key)
+        context.load_verify_locations(cafile=ca)
     except (OSError, ssl.SSLError) as err:
         _LOGGER.error(
-            "tls: reload of %s / %s failed, keeping the old certificate: %s", cert, key, err
+            "tls: reload of %s / %s / %s failed, keeping the old certificate: %s",
+            *(cert, key, ca, err),
         )
         return False
-    _LOGGER.info("tls: certificate %s and key %s reloaded", cert, key)
+    _LOGGER.info("tls: certificate %s, key %s and CA %s reloaded", cert, key, ca)
     return True

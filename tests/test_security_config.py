@@ -60,6 +60,7 @@ def test_run_options_tls_only_with_allow_list_and_audit() -> None:
         (["--tls", "127.0.0.1:802"], "--tls needs --tls-cert, --tls-key, --tls-ca"),
         (["--tcp", "off"], "--tcp off needs --rtu DEVICE or --tls HOST:PORT"),
         (["--tls", "x:port", "--tls-cert", "a", "--tls-key", "b", "--tls-ca", "c"], "--tls"),
+        (["--tls-cert", "a", "--tls-key", "b"], "--tls-cert, --tls-key without --tls"),
     ],
 )
 def test_bad_run_options_are_config_errors(argv: list[str], message: str) -> None:

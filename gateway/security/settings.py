@@ -101,6 +101,9 @@ def add_cli_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--audit", metavar="FILE", help="log every write as a JSON line here")
 
 
+_TLS_FILES = ("tls-cert", "tls-key", "tls-ca")
+
+
 class _HasSecurity(Protocol):
     @property
     def tcp(self) -> TcpListener | None: ...
@@ -115,6 +118,7 @@ ConfigT = TypeVar("ConfigT", bound=_HasSecurity)
 def apply_cli_options(config: ConfigT, args: argparse.Namespace) -> ConfigT:
     """``config`` (a GatewayConfig) with the security options applied."""
     security = config.security
+    _check_tls_files_come_with_tls(args)
     if args.tls:
         if args.config:
             raise ConfigError(["--tls: not allowed with --config (use modbus.tls)"])
@@ -135,12 +139,14 @@ def apply_cli_options(config: ConfigT, args: argparse.Namespace) -> ConfigT:
     return dataclasses.replace(config, tcp=tcp, security=security)  # type: ignore[type-var]
 
 
+def _check_tls_files_come_with_tls(args: argparse.Namespace) -> None:
+    given = [f"--{n}" for n in _TLS_FILES if getattr(args, n.replace("-", "_"))]
+    if given and not args.tls:
+        raise ConfigError([f"{', '.join(given)} without --tls (give --tls HOST:PORT)"])
+
+
 def _tls_from_args(args: argparse.Namespace) -> TlsSettings:
-    missing = [
-        f"--{n}"
-        for n in ("tls-cert", "tls-key", "tls-ca")
-        if not getattr(args, n.replace("-", "_"))
-    ]
+    missing = [f"--{n}" for n in _TLS_FILES if not getattr(args, n.replace("-", "_"))]
     if missing:
         raise ConfigError([f"--tls needs {', '.join(missing)}"])
     text: str = args.tls

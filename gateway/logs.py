@@ -142,6 +142,7 @@ class WriteOutcome(enum.StrEnum):
     LINK_DOWN = "link down"
     UNCONFIRMED = "not confirmed in time"
     MISMATCH = "the MCU reported another value"
+    NOT_SERVING = "not served: --map auto has no map for this MCU (yet)"
 
 
 _REFUSALS = {  # code -> outcome; 0x01 and 0x0B depend on the gateway's state
@@ -159,9 +160,10 @@ class UnitInfo:
 
     unit: int
     link: str
-    register_map: RegisterMap
+    current_map: Callable[[], RegisterMap]  # --map auto replaces the unit's map once
     read_only: bool
     link_ready: Callable[[], bool]
+    serving: Callable[[], bool] = lambda: True
 
 
 class _BoundBackend(UnitProxy):
@@ -192,6 +194,8 @@ def bind_unit(backend: UnitBackend, info: UnitInfo) -> UnitBackend:
 
 
 def _outcome(info: UnitInfo, code: ExceptionCode) -> WriteOutcome:
+    if not info.serving():
+        return WriteOutcome.NOT_SERVING
     if code is ExceptionCode.ILLEGAL_FUNCTION:
         return WriteOutcome.READ_ONLY if info.read_only else WriteOutcome.NOT_WRITABLE
     if code in _REFUSALS:
@@ -227,7 +231,7 @@ def log_refused_write(
 ) -> None:
     """The one line of a refused (or failed) write: same shape whatever the reason."""
     outcome = _outcome(info, ExceptionCode(code))
-    asked = _written(info.register_map, table, address, values)
+    asked = _written(info.current_map(), table, address, values)
     verb = "failed" if outcome in _FAILED else "refused"
     shown = ", ".join(f"{name} = {value}" for name, value in asked.items())
     fields = {"event": f"write_{verb}", "points": asked, "reason": outcome.value}

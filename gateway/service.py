@@ -285,11 +285,12 @@ def _longest_window(units: Iterable[Unit]) -> float:
 
 
 def _log_info(unit: Unit, read_only: bool) -> logs.UnitInfo:
-    ready = unit.link
+    auto = unit.served if isinstance(unit.served, AutoBackend) else None
     return logs.UnitInfo(
         unit.device.unit,
         unit.device.link,
-        unit.register_map,
+        lambda: unit.register_map,
         read_only,
-        lambda: ready.state is LinkState.READY,
+        lambda: unit.link.state is LinkState.READY,
+        serving=lambda: auto is None or auto.inner is not None,
     )

@@ -109,6 +109,9 @@ async def test_an_unknown_product_key_is_refused_with_one_line_and_the_link_stay
     assert len(refused) == 1
     assert refused[0].levelno == logging.ERROR
     assert "'zzunknownkey0001' is in no shipped map" in refused[0].getMessage()
+    writes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("write ")]
+    assert writes, "each refused write is logged"
+    assert all("not served: --map auto has no map" in line for line in writes), writes
 
 
 def test_auto_in_gateway_yaml_is_not_a_path(tmp_path: Path) -> None:

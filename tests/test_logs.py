@@ -175,7 +175,8 @@ async def test_refusals_log_one_line_of_one_shape_whatever_the_reason(
 def test_a_refused_register_write_names_the_point_and_rounds_its_value(
     captured: io.StringIO,
 ) -> None:
-    info = logs.UnitInfo(1, "sim://family_b", load_map("tongou_tosmr1"), False, lambda: True)
+    tongou = load_map("tongou_tosmr1")
+    info = logs.UnitInfo(1, "sim://family_b", lambda: tongou, False, lambda: True)
     # temperature_threshold: int16, scale 10, -25..100 °C; 1234 asks for 123.4 °C
     logs.log_refused_write(info, Table.HOLDING_REGISTER, 4, [1234], "plc", 0x03)
     record = json.loads(captured.getvalue())

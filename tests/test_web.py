@@ -45,6 +45,7 @@ METRIC_NAMES = {
 }
 
 Start = Callable[[GatewayConfig], Awaitable[WebServed]]
+SDM120 = str(ROOT / "gateway" / "maps" / "sdm120.yaml")
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -348,3 +349,14 @@ async def test_malformed_requests_get_400_and_one_log_line_not_tracebacks(
     assert [r.levelname for r in from_http] == ["WARNING"]  # once a minute per client
     assert "400" in from_http[0].getMessage()
     assert from_http[0].exc_info is None
+
+
+async def test_a_meter_profile_s_gap_constants_are_not_measured_values(start: Start) -> None:
+    config = web_config(TWIN)
+    device = dataclasses.replace(config.devices[0], map_path=SDM120)
+    gw = await start(dataclasses.replace(config, devices=(device,)))
+    await gw.ready()
+    _, samples = await scrape(gw)
+    points = {dict(labels)["point"] for name, labels in samples if name.endswith("point_value")}
+    assert "voltage" in points
+    assert not [p for p in points if p.startswith("fill_")]

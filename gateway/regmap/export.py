@@ -18,6 +18,7 @@ import yaml
 
 from gateway.modbus.tables import Table
 from gateway.regmap.docs import point_unit
+from gateway.regmap.fill import FILL_PREFIX
 from gateway.regmap.load import load_map
 from gateway.regmap.registers import FLOAT_FORMATS
 from gateway.regmap.specs import DpSource, PointSpec, RegisterMap, StatusSource
@@ -37,7 +38,6 @@ __all__ = [
 ]
 
 FORMATS = ("homeassistant", "evcc", "csv")
-_FILL = "fill_0x"
 _HA_SWAP = {"ABCD": "none", "CDAB": "word", "BADC": "byte", "DCBA": "word_byte"}
 _HA_INPUT = {Table.INPUT_REGISTER: "input", Table.HOLDING_REGISTER: "holding"}
 _CLASSES = {  # unit -> (device_class, state_class)
@@ -71,7 +71,7 @@ _FIVE_DIGIT_MAX = 9998  # 4xxxx references end at 49999 (address 9998)
 def numeric_points(regmap: RegisterMap, table: Table) -> Iterator[PointSpec]:
     """The points a client reads as numbers: no fill, no text."""
     for point in regmap.points(table):
-        if not point.name.startswith(_FILL) and point.format != Format.STRING:
+        if not point.name.startswith(FILL_PREFIX) and point.format != Format.STRING:
             yield point
 
 
@@ -139,7 +139,7 @@ def _ha_bits(regmap: RegisterMap, unit_id: int) -> dict[str, list[dict[str, Any]
             "verify": {"input_type": "coil", "address": point.address},
         }
         for point in regmap.points(Table.COIL)
-        if point.writable and not point.name.startswith(_FILL)
+        if point.writable and not point.name.startswith(FILL_PREFIX)
     ]
     binary = [
         {
@@ -150,7 +150,7 @@ def _ha_bits(regmap: RegisterMap, unit_id: int) -> dict[str, list[dict[str, Any]
         }
         for table, kind in ((Table.DISCRETE_INPUT, "discrete_input"), (Table.COIL, "coil"))
         for point in regmap.points(table)
-        if not point.name.startswith(_FILL) and not (table is Table.COIL and point.writable)
+        if not point.name.startswith(FILL_PREFIX) and not (table is Table.COIL and point.writable)
     ]
     return {"switches": switches, "binary_sensors": binary}
 
@@ -229,7 +229,7 @@ def tag_list(regmap: RegisterMap, unit_id: int) -> str:
     reference_of = _references(regmap)
     for table in Table:
         for p in regmap.points(table):
-            if p.name.startswith(_FILL):
+            if p.name.startswith(FILL_PREFIX):
                 continue
             words = str(p.word_order) if p.count > 1 and p.format != Format.STRING else ""
             scale = "" if table.is_bits or p.format in FLOAT_FORMATS else str(p.scale)

@@ -17,6 +17,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from gateway.regmap.fill import FILL_PREFIX
 from gateway.tuya.link import LinkState
 from gateway.web.observe import ObservedBackend, WriteTimes
 from gateway.web.views import WatchedUnit, dp_label, point_readings
@@ -95,6 +96,8 @@ class GatewayCollector(Collector):
                 if seconds is not None:
                     age.add_metric([str(unit_id), dp_label(unit.register_map, dpid)], seconds)
             for reading in point_readings(unit, snapshot):
+                if reading.point.name.startswith(FILL_PREFIX):
+                    continue  # a meter profile's gap constants: no measurement
                 if isinstance(reading.value, float) and not reading.stale:
                     value.add_metric([str(unit_id), reading.point.name], reading.value)
         yield age

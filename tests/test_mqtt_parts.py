@@ -14,12 +14,13 @@ from gateway.errors import ConfigError
 from gateway.mqtt import MqttSettings, add_cli_options, settings_from_args
 from gateway.mqtt.commands import Command, refusal
 from gateway.mqtt.connection import raise_if_cancelled
-from gateway.mqtt.discovery import entities
+from gateway.mqtt.discovery import entities, published_points
 from gateway.mqtt.outbox import Outbox, Outgoing
 from gateway.mqtt.payloads import CommandPayloadError, command_words, format_value
 from gateway.mqtt.settings import default_gateway_id
 from gateway.mqtt.topics import Topics
 from gateway.regmap.load import load_map, parse_map
+from gateway.regmap.specs import DpSource, StatusSource
 from gateway.tuya.link import LinkState
 from gateway.unit.cache import DatapointCache
 
@@ -166,6 +167,46 @@ def test_a_lifetime_energy_point_is_the_total_increasing_one() -> None:
     )
     alone = {e.point.name: e.config for e in entities(plain, TOPICS, 1)}
     assert alone["energy_total"]["state_class"] == "total_increasing"
+
+
+def test_sdm_maps_announce_their_lifetime_energy_by_its_source() -> None:
+    for name in ("sdm120.yaml", "sdm630.yaml"):
+        sdm = load_map(ROOT / "gateway" / "maps" / name)
+        found = {e.point.name: e for e in entities(sdm, TOPICS, 1)}
+        lifetime = [e for e in found.values() if e.point.source == StatusSource("lifetime_energy")]
+        assert [e.point.name for e in lifetime] == ["import_energy"], name  # one, not copies
+        assert lifetime[0].config["state_class"] == "total_increasing"
+        counters = [
+            e
+            for e in found.values()
+            if isinstance(e.point.source, DpSource) and e.config.get("device_class") == "energy"
+        ]
+        assert counters, name  # the MCU's own counter, which can drop
+        assert all(e.config["state_class"] == "total" for e in counters), name
+        published = {p.name for p in published_points(sdm)}
+        assert {"import_energy", "total_energy"} <= published
+        fill = [p.name for points in sdm.tables.values() for p in points if "fill_0x" in p.name]
+        assert fill, name
+        assert not published & set(fill)
+
+
+def test_enum_settings_are_numbers_over_their_labels() -> None:
+    qcb2 = load_map(ROOT / "gateway" / "maps" / "tongou_qcb2.yaml")
+    found = {e.point.name: e for e in entities(qcb2, TOPICS, 1)}
+    action = found["overcurrent_action"]
+    assert action.component == "number"
+    assert (action.config["min"], action.config["max"], action.config["step"]) == (0, 2, 1)
+    enums = [
+        e
+        for e in found.values()
+        if isinstance(e.point.source, DpSource)
+        and qcb2.datapoints[e.point.source.datapoint].labels
+        and e.point.writable
+    ]
+    assert len(enums) >= 6
+    for entity in enums:
+        labels = qcb2.datapoints[entity.point.source.datapoint].labels
+        assert (entity.config["min"], entity.config["max"]) == (0, len(labels) - 1)
 
 
 async def test_a_cancellation_wait_for_swallowed_is_raised_again() -> None:

@@ -62,6 +62,7 @@ def test_the_default_gateway_id_is_stable_and_topic_safe() -> None:
 
 def test_the_mqtt_section_of_gateway_yaml(tmp_path: Path) -> None:
     path = tmp_path / "gateway.yaml"
+    (tmp_path / "ca.pem").write_text("")
     path.write_text(
         "modbus: {tcp: {port: 0}}\n"
         "mqtt:\n  url: mqtts://broker:8884\n  username: gw\n  password: secret\n"
@@ -75,7 +76,7 @@ def test_the_mqtt_section_of_gateway_yaml(tmp_path: Path) -> None:
         tls=True,
         username="gw",
         password="secret",
-        ca="ca.pem",
+        ca=str(tmp_path / "ca.pem"),
         base="plant/breakers",
         gateway_id="hall-2",
         min_interval_s=5,
@@ -88,6 +89,36 @@ def test_the_mqtt_section_of_gateway_yaml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(str(path))
     assert any("mqtt.gateway_id" in line and ":8:" in line for line in caught.value.errors)
+
+
+def test_tls_files_are_found_beside_the_gateway_file_and_must_exist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pki").mkdir()
+    for name in ("ca.pem", "gw.pem", "gw.key"):
+        (tmp_path / "pki" / name).write_text("")
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "modbus: {tcp: {port: 0}}\n"
+        "mqtt:\n  url: mqtts://broker\n  ca: pki/ca.pem\n"
+        "  client_cert: pki/gw.pem\n  client_key: pki/gw.key\n"
+        f"devices:\n  - {{unit: 1, link: 'sim://', map: {ROOT / 'register_map.yaml'}}}\n"
+    )
+    monkeypatch.chdir(ROOT)  # not the file's folder
+    settings = load_config(str(path)).mqtt
+    assert settings is not None
+    assert (settings.ca, settings.client_cert, settings.client_key) == tuple(
+        str(tmp_path / "pki" / name) for name in ("ca.pem", "gw.pem", "gw.key")
+    )
+    path.write_text(path.read_text().replace("pki/ca.pem", "pki/nowhere.pem"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path))
+    (problem,) = caught.value.errors
+    assert f"{path}:4: mqtt.ca: no such file:" in problem
+    assert problem.endswith("nowhere.pem")
+    from gateway.cli import main
+
+    assert main(["run", "--config", str(path)]) == 2  # a configuration error, before anything
 
 
 def test_command_topics_parse_back_and_nothing_else_does() -> None:

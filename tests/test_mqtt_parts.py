@@ -174,15 +174,19 @@ def test_refusals_before_the_write_path() -> None:
     assert refusal(fine, MAP, cache) == "refused: link down"
 
 
-def test_the_outbox_keeps_the_newest_value_per_topic_and_counts_drops() -> None:
+async def test_the_outbox_keeps_the_newest_value_per_topic_and_refuses_when_full() -> None:
     outbox = Outbox(limit=2)
-    outbox.put(Outgoing("a", "1"))
-    outbox.put(Outgoing("b", "1"))
-    outbox.put(Outgoing("a", "2"))  # replaces in place
+    assert outbox.put(Outgoing("a", "1"))
+    assert outbox.put(Outgoing("b", "1"))
+    assert outbox.put(Outgoing("a", "2"))  # replaces in place, even when full
     assert (len(outbox), outbox.replaced, outbox.dropped) == (2, 1, 0)
-    outbox.put(Outgoing("c", "1"))  # full: the oldest pending ("a") goes
+    assert not outbox.put(Outgoing("c", "1"))  # full: refused and counted, nothing evicted
     assert outbox.dropped == 1
-    assert [m.topic for m in outbox._pending.values()] == ["b", "c"]
+    assert [(m.topic, m.payload) for m in (await outbox.get(), await outbox.get())] == [
+        ("a", "2"),
+        ("b", "1"),
+    ]
+    await outbox.room()  # empty: room at once
 
 
 def test_a_lifetime_energy_point_is_the_total_increasing_one() -> None:

@@ -1,8 +1,9 @@
 """MqttBridge: the gateway as a client of an MQTT broker (state, discovery, commands).
 
 The Modbus side only ever touches the bridge through link listeners that mark a unit dirty:
-a sampler task turns dirty units into messages in the bounded :class:`Outbox`, and a sender
-task publishes them while a broker session is up. Each session (first connect, or reconnect
+a sampler task (:mod:`gateway.mqtt.sampler`) turns dirty units into messages in the bounded
+:class:`Outbox` while it has room, and a sender task publishes them while a broker session is
+up. Each session (first connect, or reconnect
 after a broker restart or a network drop, with exponential backoff) publishes ``online``,
 subscribes, and republishes discovery, availability and every point's state.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -26,10 +26,10 @@ from gateway.mqtt.connection import (
     open_client,
     raise_if_cancelled,
 )
-from gateway.mqtt.discovery import discovery_messages
-from gateway.mqtt.outbox import Outbox, Outgoing
+from gateway.mqtt.feed import UnitFeed
+from gateway.mqtt.outbox import Outbox
+from gateway.mqtt.sampler import Sampler
 from gateway.mqtt.settings import MqttSettings
-from gateway.mqtt.state import UnitState
 from gateway.mqtt.topics import OFFLINE, ONLINE, Topics
 from gateway.tuya.link import LinkState
 from gateway.tuya.protocol import DpValue
@@ -70,19 +70,11 @@ class MqttBridge:
         self.outbox = Outbox(settings.queue_size)
         self.stats = BridgeStats()
         self.audit_hook = audit  # gateway/security/audit.py plugs in here when it exists
-        self._states = {
-            u: UnitState(
-                unit.register_map,
-                self.topics,
-                u,
-                settings.min_interval_s,
-                unit.backend.status_values,
-            )
+        feeds = {
+            u: UnitFeed(unit, u, self.topics, settings.min_interval_s)
             for u, unit in self.units.items()
         }
-        self._online: dict[int, bool] = {}
-        self._dirty: dict[int, set[int] | None] = {}  # unit -> DPs reported; None: all
-        self._wake = asyncio.Event()
+        self._sampler = Sampler(feeds, self.outbox)
         self._removers: list[Callable[[], None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._commands: set[asyncio.Task[None]] = set()
@@ -90,6 +82,7 @@ class MqttBridge:
 
     @property
     def outbox_dropped(self) -> int:
+        """Messages the full outbox held back (each sent later, with its newest value)."""
         return self.outbox.dropped
 
     async def start(self) -> None:
@@ -97,9 +90,10 @@ class MqttBridge:
         for unit_id, unit in self.units.items():
             self._removers.append(unit.link.add_report_listener(self._dirty_hook(unit_id)))
             self._removers.append(unit.link.add_state_listener(self._state_hook(unit_id)))
-            self._link_state(unit_id, unit.link.state)
+            self._sampler.feeds[unit_id].set_online(unit.link.state is LinkState.READY)
+            self._sampler.mark_all(unit_id)
         self._tasks = [
-            asyncio.create_task(self._sample_loop(), name="mqtt-sampler"),
+            asyncio.create_task(self._sampler.run(), name="mqtt-sampler"),
             asyncio.create_task(self._run(), name="mqtt-session"),
         ]
         _LOGGER.info(
@@ -130,57 +124,16 @@ class MqttBridge:
     # -- the Modbus side's hooks: O(1), never blocking ------------------------------------
     def _dirty_hook(self, unit_id: int) -> Callable[[DpValue], None]:
         def mark(dp: DpValue) -> None:
-            reported = self._dirty.setdefault(unit_id, set())
-            if reported is not None:
-                reported.add(dp.dpid)
-            self._wake.set()
+            self._sampler.mark(unit_id, dp.dpid)
 
         return mark
 
     def _state_hook(self, unit_id: int) -> Callable[[LinkState], None]:
         def on_state(state: LinkState) -> None:
-            self._link_state(unit_id, state)
-            self._mark_all(unit_id)
+            self._sampler.feeds[unit_id].set_online(state is LinkState.READY)
+            self._sampler.mark_all(unit_id)
 
         return on_state
-
-    def _mark_all(self, unit_id: int) -> None:
-        self._dirty[unit_id] = None
-        self._wake.set()
-
-    def _link_state(self, unit_id: int, state: LinkState) -> None:
-        online = state is LinkState.READY
-        if self._online.get(unit_id) != online:
-            self._online[unit_id] = online
-            self._put_unit_status(unit_id)
-
-    def _put_unit_status(self, unit_id: int) -> None:
-        payload = ONLINE if self._online.get(unit_id) else OFFLINE
-        self.outbox.put(Outgoing(self.topics.unit_status(unit_id), payload, qos=1))
-
-    # -- sampler: dirty units -> outbox ---------------------------------------------------
-    async def _sample_loop(self) -> None:
-        held: dict[int, float] = {}
-        while True:
-            delay = None if not held else max(0.0, min(held.values()) - time.monotonic())
-            try:
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            now = time.monotonic()
-            dirty, self._dirty = self._dirty, {}
-            for unit_id, when in list(held.items()):
-                if when <= now:
-                    dirty.setdefault(unit_id, set())
-            for unit_id, reported in dirty.items():
-                held.pop(unit_id, None)
-                snapshot = self.units[unit_id].cache.snapshot()
-                due = self._states[unit_id].due(snapshot, now, self.outbox.put, reported)
-                if due is not None:
-                    held[unit_id] = due
-                await asyncio.sleep(0)  # one unit at a time: Modbus requests get their turn
 
     # -- broker sessions ------------------------------------------------------------------
     async def _run(self) -> None:
@@ -208,21 +161,8 @@ class MqttBridge:
         raise_if_cancelled()
         self._client = client
         _LOGGER.info("mqtt: connected to %s (session %d)", self.settings.url, self.stats.sessions)
-        self._republish()
+        self._sampler.republish()
         await first_failure(self._send_loop(client), self._receive_loop(client))
-
-    def _republish(self) -> None:
-        """Everything again: discovery, availability, every point's state."""
-        self._put_discovery()
-        for unit_id, state in self._states.items():
-            self._put_unit_status(unit_id)
-            state.forget()
-            self._mark_all(unit_id)
-
-    def _put_discovery(self) -> None:
-        for unit_id, unit in self.units.items():
-            for topic, config in discovery_messages(unit.register_map, self.topics, unit_id):
-                self.outbox.put(Outgoing(topic, json.dumps(config), qos=1))
 
     async def _send_loop(self, client: aiomqtt.Client) -> None:
         while True:
@@ -244,7 +184,7 @@ class MqttBridge:
             if topic == self.topics.ha_status:
                 if message.payload == ONLINE.encode():
                     _LOGGER.info("mqtt: Home Assistant is online: discovery again")
-                    self._put_discovery()
+                    self._sampler.announce()
                 continue
             self._on_command(client, topic, message)
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 
 import aiomqtt
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.mqtt.commands import AuditHook, Command, execute
 from gateway.mqtt.connection import (
@@ -40,6 +41,7 @@ __all__ = ["BridgeStats", "BridgedUnit", "MqttBridge"]
 _LOGGER = logging.getLogger(__name__)
 _MAX_COMMANDS = 32  # commands being written at once; more are refused, not queued
 _STOP_TIMEOUT_S = 2.0
+_COMMAND_OPTIONS = SubscribeOptions(qos=1, retainAsPublished=True)
 
 
 BridgedUnit = UnitView  # the service's Unit, as this package reads it
@@ -156,7 +158,8 @@ class MqttBridge:
     async def _session(self, client: aiomqtt.Client) -> None:
         self.stats.sessions += 1
         await client.publish(self.topics.status, ONLINE, qos=1, retain=True)
-        await client.subscribe(self.topics.command_filter, qos=1)
+        # retain-as-published: a retained command keeps its flag live too, and is refused
+        await client.subscribe(self.topics.command_filter, options=_COMMAND_OPTIONS)
         await client.subscribe(self.topics.ha_status, qos=1)
         raise_if_cancelled()
         self._client = client

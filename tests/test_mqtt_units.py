@@ -1,4 +1,4 @@
-"""The MQTT northbound against a real Mosquitto: --map auto, many units, a full outbox."""
+"""The MQTT northbound against a real Mosquitto: --map auto, many units, refusals' results."""
 
 from __future__ import annotations
 
@@ -134,3 +134,36 @@ async def test_a_full_outbox_loses_no_status_discovery_or_value(
         assert bridge is not None
         assert bridge.outbox_dropped > 0  # the queue was too small, and nothing was lost
         assert len(heard.matching(lambda t: t.endswith("/config"))) > 6 * 16
+
+
+async def test_commands_for_no_unit_get_a_result(
+    tmp_path: Path, broker: Broker, start: Start
+) -> None:
+    devices = (DeviceConfig(1, twin(1), str(ROOT / "register_map.yaml")),)
+    async with listening(broker.port, f"{GW}/#") as (client, heard):
+        await start(config(broker, devices))
+        await heard_text(heard, f"{GW}/1/status", "online")
+        await client.publish(f"{GW}/7/switch/set", "OFF", qos=1)
+        await heard_text(heard, f"{GW}/7/switch/result", "refused: no unit 7")
+
+
+async def test_commands_past_the_limit_in_progress_get_a_result(
+    tmp_path: Path, broker: Broker, start: Start
+) -> None:
+    # slow heartbeats and a long confirmation window: commands to a hung MCU stay in progress
+    text = (ROOT / "register_map.yaml").read_text(encoding="utf-8")
+    text = text.replace("tuya:\n", "tuya:\n  heartbeat: {interval_s: 20, timeout_s: 20}\n", 1)
+    path = tmp_path / "slow.yaml"
+    path.write_text(text.replace("confirm_timeout_s: 3.0", "confirm_timeout_s: 60", 1))
+    units = range(1, 34)  # one more than the 32 commands in progress at once
+    devices = tuple(DeviceConfig(u, twin(u, report_interval=30), str(path)) for u in units)
+    async with listening(broker.port, f"{GW}/+/status", f"{GW}/+/+/result") as (client, heard):
+        gw = await start(config(broker, devices))
+        for unit in units:
+            await heard_text(heard, f"{GW}/{unit}/status", "online")
+            gw.twin(unit).faults.silent = True
+        for unit in units:
+            await client.publish(f"{GW}/{unit}/prepayment/set", "ON", qos=1)
+        last = await heard_text(heard, f"{GW}/33/prepayment/result")
+        assert last == "refused: too many commands in progress (32)"
+        assert [heard.text(f"{GW}/{u}/prepayment/result") for u in units[:-1]] == [None] * 32

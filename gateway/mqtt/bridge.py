@@ -14,12 +14,13 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
 
 import aiomqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from gateway.mqtt.commands import AuditHook, Command, execute
+from gateway.mqtt.commands import OK, AuditHook, Command, CommandOutcome, execute, refused_early
 from gateway.mqtt.connection import (
     arrival_time,
     expiry_interval,
@@ -40,6 +41,7 @@ __all__ = ["BridgeStats", "BridgedUnit", "MqttBridge"]
 
 _LOGGER = logging.getLogger(__name__)
 _MAX_COMMANDS = 32  # commands being written at once; more are refused, not queued
+_MAX_REPLIES = 256  # refusals whose result is being published at once
 _STOP_TIMEOUT_S = 2.0
 _COMMAND_OPTIONS = SubscribeOptions(qos=1, retainAsPublished=True)
 
@@ -80,12 +82,17 @@ class MqttBridge:
         self._removers: list[Callable[[], None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._commands: set[asyncio.Task[None]] = set()
+        self._replies: set[asyncio.Task[None]] = set()  # refusals' results being published
         self._client: aiomqtt.Client | None = None
 
     @property
     def outbox_dropped(self) -> int:
         """Messages the full outbox held back (each sent later, with its newest value)."""
         return self.outbox.dropped
+
+    @property
+    def _client_name(self) -> str:
+        return f"mqtt:{self.settings.host}"
 
     async def start(self) -> None:
         """Listen to every unit's link and run the broker session in the background."""
@@ -117,7 +124,7 @@ class MqttBridge:
                     await client.publish(self.topics.status, OFFLINE, qos=1, retain=True)
             except (aiomqtt.MqttError, TimeoutError) as err:
                 _LOGGER.warning("mqtt: could not say offline: %s", err)
-        tasks = [*self._tasks, *self._commands]
+        tasks = [*self._tasks, *self._commands, *self._replies]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -194,10 +201,7 @@ class MqttBridge:
     def _on_command(self, client: aiomqtt.Client, topic: str, message: aiomqtt.Message) -> None:
         target = self.topics.parse_command(topic)
         payload = message.payload if isinstance(message.payload, bytes) else b""
-        if target is None or target[0] not in self.units or not payload:
-            return
-        if len(self._commands) >= _MAX_COMMANDS:
-            _LOGGER.warning("mqtt: command on %s refused: too many in progress", topic)
+        if target is None or not payload:  # an empty payload clears a retained command
             return
         command = Command(
             target[0],
@@ -207,21 +211,41 @@ class MqttBridge:
             expiry_s=expiry_interval(message),
             waited_s=time.monotonic() - arrival_time(message),
         )
-        task = asyncio.create_task(self._command(client, command))
-        self._commands.add(task)
-        task.add_done_callback(self._commands.discard)
+        if command.unit not in self.units:
+            self._refuse(client, command, f"no unit {command.unit}")
+        elif len(self._commands) >= _MAX_COMMANDS:
+            self._refuse(client, command, f"too many commands in progress ({_MAX_COMMANDS})")
+        else:
+            self._spawn(self._commands, self._command(client, command))
+
+    def _refuse(self, client: aiomqtt.Client, command: Command, reason: str) -> None:
+        if len(self._replies) >= _MAX_REPLIES:  # a flood: not even a result for each
+            _LOGGER.warning("mqtt: command on unit %d refused: %s", command.unit, reason)
+            return
+        outcome = refused_early(command, reason, self._client_name)
+        self._spawn(self._replies, self._finish(client, outcome))
+
+    @staticmethod
+    def _spawn(tasks: set[asyncio.Task[None]], job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(job)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def _command(self, client: aiomqtt.Client, command: Command) -> None:
-        unit = self.units[command.unit]
-        self.stats.commands += 1
+        unit = self.units[command.unit]  # its current map and backend (--map auto)
         outcome = await execute(
-            command, unit.register_map, unit.cache, unit.backend, f"mqtt:{self.settings.host}"
+            command, unit.register_map, unit.cache, unit.backend, self._client_name
         )
-        if outcome.result != "ok":
+        await self._finish(client, outcome)
+
+    async def _finish(self, client: aiomqtt.Client, outcome: CommandOutcome) -> None:
+        """Count, audit and publish the outcome of a command."""
+        self.stats.commands += 1
+        if outcome.result != OK:
             self.stats.commands_refused += 1
         if self.audit_hook is not None:
             self.audit_hook(outcome)
-        result_topic = self.topics.result(command.unit, command.point)
+        result_topic = self.topics.result(outcome.unit, outcome.point)
         try:
             await client.publish(result_topic, outcome.result, qos=1, retain=False)
         except aiomqtt.MqttError as err:

@@ -18,9 +18,11 @@ from gateway.mqtt.discovery import entities, published_points
 from gateway.mqtt.outbox import Outbox, Outgoing
 from gateway.mqtt.payloads import CommandPayloadError, command_words, format_value
 from gateway.mqtt.settings import default_gateway_id
+from gateway.mqtt.state import UnitState
 from gateway.mqtt.topics import Topics
 from gateway.regmap.load import load_map, parse_map
 from gateway.regmap.specs import DpSource, StatusSource
+from gateway.tuya.dp import DpType, DpValue
 from gateway.tuya.link import LinkState
 from gateway.unit.cache import DatapointCache
 
@@ -187,6 +189,45 @@ async def test_the_outbox_keeps_the_newest_value_per_topic_and_refuses_when_full
         ("b", "1"),
     ]
     await outbox.room()  # empty: room at once
+
+
+def test_a_value_the_full_outbox_refused_is_offered_again() -> None:
+    regmap = parse_map(
+        "device: {name: x}\n"
+        "datapoints: {total_energy: {id: 1, type: value, scale: -2, unit: kWh}}\n"
+        "input_registers:\n"
+        "  - {name: energy_total, address: 0, source: total_energy, format: uint32,"
+        " scale: 100, unit: kWh}\n"
+    )
+    cache = DatapointCache(types={1: DpType.VALUE})
+    cache.set_link_state(LinkState.READY)
+    state = UnitState(regmap, TOPICS, 1, min_interval_s=0.0)
+    sent: list[Outgoing] = []
+
+    def accept(message: Outgoing) -> bool:
+        sent.append(message)
+        return True
+
+    def refuse(message: Outgoing) -> bool:
+        return False
+
+    def values_only(message: Outgoing) -> bool:
+        return not message.topic.endswith("/attributes") and accept(message)
+
+    value, attributes = TOPICS.state(1, "energy_total"), TOPICS.attributes(1, "energy_total")
+    for step, (offer, expected) in enumerate(
+        [
+            (refuse, []),
+            (accept, [value, attributes]),
+            (values_only, [value]),
+            (accept, [attributes]),
+        ]
+    ):
+        cache.update(DpValue.of_value(1, 100 + step // 2))  # a new value on the third offer
+        sent.clear()
+        state.due(cache.snapshot(), float(step), offer, reported=[1])
+        assert [m.topic for m in sent] == expected, step
+        assert state.blocked == (offer is not accept), step
 
 
 def test_a_lifetime_energy_point_is_the_total_increasing_one() -> None:

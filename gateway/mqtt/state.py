@@ -135,6 +135,7 @@ class UnitState:
                 return False, None
             sent.payload = payload
         if not emit(self._attributes(point, snapshot, stale)):
+            sent.stale = None  # the attributes are still owed
             return False, None
         sent.stale, sent.at = stale, now
         return True, None

@@ -205,27 +205,33 @@ async def test_bad_commands_are_refused_with_a_reason(
         assert not [dp for _, dp in gw.twin().dp_commands if dp.dpid == 16]
 
 
-async def test_a_retained_command_is_ignored_after_a_gateway_restart(
+async def test_a_retained_command_is_never_executed_live_or_after_a_restart(
     tmp_path: Path, broker: Broker, start: Start
 ) -> None:
     cfg = gateway_config(tmp_path, broker)
     async with listening(broker.port, f"{GW}/#") as (client, heard):
         first = await start(cfg)
         await heard_text(heard, f"{GW}/1/status", "online")
-        # published live, the retained command is a command like any other ...
+        # published live, a retained command reaches the gateway with its retain flag
+        # (retain-as-published) and is refused: the broker would replay it later
         await client.publish(f"{GW}/1/switch/set", "OFF", qos=1, retain=True)
-        await heard_text(heard, f"{GW}/1/switch/result", "ok")
-        assert not first.twin().switch_on
+        result = await heard_text(heard, f"{GW}/1/switch/result")
+        assert result == "refused: retained commands are never executed"
+        assert first.twin().switch_on
         await first.stop()
         await heard_text(heard, f"{GW}/status", "offline")
         heard.latest.pop(f"{GW}/1/switch/result")
-        # ... but the broker's replay of it to the restarted gateway never runs
+        # the broker's replay of it to the restarted gateway never runs either
         second = await start(cfg)
         result = await heard_text(heard, f"{GW}/1/switch/result")
         assert result == "refused: retained commands are never executed"
         await heard_text(heard, f"{GW}/1/status", "online")
         assert second.twin().switch_on
         assert not [dp for _, dp in second.twin().dp_commands if dp.dpid == 16]
+        heard.latest.pop(f"{GW}/1/switch/result")
+        await client.publish(f"{GW}/1/switch/set", "OFF", qos=1)  # not retained: executed
+        await heard_text(heard, f"{GW}/1/switch/result", "ok")
+        assert not second.twin().switch_on
 
 
 async def test_a_broker_restart_is_survived(tmp_path: Path, broker: Broker, start: Start) -> None:

@@ -14,12 +14,15 @@ from gateway.errors import ConfigError
 from gateway.mqtt import MqttSettings, add_cli_options, settings_from_args
 from gateway.mqtt.commands import Command, refusal
 from gateway.mqtt.connection import raise_if_cancelled
-from gateway.mqtt.discovery import entities
+from gateway.mqtt.discovery import entities, published_points
 from gateway.mqtt.outbox import Outbox, Outgoing
 from gateway.mqtt.payloads import CommandPayloadError, command_words, format_value
 from gateway.mqtt.settings import default_gateway_id
+from gateway.mqtt.state import UnitState
 from gateway.mqtt.topics import Topics
 from gateway.regmap.load import load_map, parse_map
+from gateway.regmap.specs import DpSource, StatusSource
+from gateway.tuya.dp import DpType, DpValue
 from gateway.tuya.link import LinkState
 from gateway.unit.cache import DatapointCache
 
@@ -61,6 +64,7 @@ def test_the_default_gateway_id_is_stable_and_topic_safe() -> None:
 
 def test_the_mqtt_section_of_gateway_yaml(tmp_path: Path) -> None:
     path = tmp_path / "gateway.yaml"
+    (tmp_path / "ca.pem").write_text("")
     path.write_text(
         "modbus: {tcp: {port: 0}}\n"
         "mqtt:\n  url: mqtts://broker:8884\n  username: gw\n  password: secret\n"
@@ -74,7 +78,7 @@ def test_the_mqtt_section_of_gateway_yaml(tmp_path: Path) -> None:
         tls=True,
         username="gw",
         password="secret",
-        ca="ca.pem",
+        ca=str(tmp_path / "ca.pem"),
         base="plant/breakers",
         gateway_id="hall-2",
         min_interval_s=5,
@@ -87,6 +91,36 @@ def test_the_mqtt_section_of_gateway_yaml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(str(path))
     assert any("mqtt.gateway_id" in line and ":8:" in line for line in caught.value.errors)
+
+
+def test_tls_files_are_found_beside_the_gateway_file_and_must_exist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pki").mkdir()
+    for name in ("ca.pem", "gw.pem", "gw.key"):
+        (tmp_path / "pki" / name).write_text("")
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "modbus: {tcp: {port: 0}}\n"
+        "mqtt:\n  url: mqtts://broker\n  ca: pki/ca.pem\n"
+        "  client_cert: pki/gw.pem\n  client_key: pki/gw.key\n"
+        f"devices:\n  - {{unit: 1, link: 'sim://', map: {ROOT / 'register_map.yaml'}}}\n"
+    )
+    monkeypatch.chdir(ROOT)  # not the file's folder
+    settings = load_config(str(path)).mqtt
+    assert settings is not None
+    assert (settings.ca, settings.client_cert, settings.client_key) == tuple(
+        str(tmp_path / "pki" / name) for name in ("ca.pem", "gw.pem", "gw.key")
+    )
+    path.write_text(path.read_text().replace("pki/ca.pem", "pki/nowhere.pem"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path))
+    (problem,) = caught.value.errors
+    assert f"{path}:4: mqtt.ca: no such file:" in problem
+    assert problem.endswith("nowhere.pem")
+    from gateway.cli import main
+
+    assert main(["run", "--config", str(path)]) == 2  # a configuration error, before anything
 
 
 def test_command_topics_parse_back_and_nothing_else_does() -> None:
@@ -142,15 +176,58 @@ def test_refusals_before_the_write_path() -> None:
     assert refusal(fine, MAP, cache) == "refused: link down"
 
 
-def test_the_outbox_keeps_the_newest_value_per_topic_and_counts_drops() -> None:
+async def test_the_outbox_keeps_the_newest_value_per_topic_and_refuses_when_full() -> None:
     outbox = Outbox(limit=2)
-    outbox.put(Outgoing("a", "1"))
-    outbox.put(Outgoing("b", "1"))
-    outbox.put(Outgoing("a", "2"))  # replaces in place
+    assert outbox.put(Outgoing("a", "1"))
+    assert outbox.put(Outgoing("b", "1"))
+    assert outbox.put(Outgoing("a", "2"))  # replaces in place, even when full
     assert (len(outbox), outbox.replaced, outbox.dropped) == (2, 1, 0)
-    outbox.put(Outgoing("c", "1"))  # full: the oldest pending ("a") goes
+    assert not outbox.put(Outgoing("c", "1"))  # full: refused and counted, nothing evicted
     assert outbox.dropped == 1
-    assert [m.topic for m in outbox._pending.values()] == ["b", "c"]
+    assert [(m.topic, m.payload) for m in (await outbox.get(), await outbox.get())] == [
+        ("a", "2"),
+        ("b", "1"),
+    ]
+    await outbox.room()  # empty: room at once
+
+
+def test_a_value_the_full_outbox_refused_is_offered_again() -> None:
+    regmap = parse_map(
+        "device: {name: x}\n"
+        "datapoints: {total_energy: {id: 1, type: value, scale: -2, unit: kWh}}\n"
+        "input_registers:\n"
+        "  - {name: energy_total, address: 0, source: total_energy, format: uint32,"
+        " scale: 100, unit: kWh}\n"
+    )
+    cache = DatapointCache(types={1: DpType.VALUE})
+    cache.set_link_state(LinkState.READY)
+    state = UnitState(regmap, TOPICS, 1, min_interval_s=0.0)
+    sent: list[Outgoing] = []
+
+    def accept(message: Outgoing) -> bool:
+        sent.append(message)
+        return True
+
+    def refuse(message: Outgoing) -> bool:
+        return False
+
+    def values_only(message: Outgoing) -> bool:
+        return not message.topic.endswith("/attributes") and accept(message)
+
+    value, attributes = TOPICS.state(1, "energy_total"), TOPICS.attributes(1, "energy_total")
+    for step, (offer, expected) in enumerate(
+        [
+            (refuse, []),
+            (accept, [value, attributes]),
+            (values_only, [value]),
+            (accept, [attributes]),
+        ]
+    ):
+        cache.update(DpValue.of_value(1, 100 + step // 2))  # a new value on the third offer
+        sent.clear()
+        state.due(cache.snapshot(), float(step), offer, reported=[1])
+        assert [m.topic for m in sent] == expected, step
+        assert state.blocked == (offer is not accept), step
 
 
 def test_a_lifetime_energy_point_is_the_total_increasing_one() -> None:
@@ -166,6 +243,46 @@ def test_a_lifetime_energy_point_is_the_total_increasing_one() -> None:
     )
     alone = {e.point.name: e.config for e in entities(plain, TOPICS, 1)}
     assert alone["energy_total"]["state_class"] == "total_increasing"
+
+
+def test_sdm_maps_announce_their_lifetime_energy_by_its_source() -> None:
+    for name in ("sdm120.yaml", "sdm630.yaml"):
+        sdm = load_map(ROOT / "gateway" / "maps" / name)
+        found = {e.point.name: e for e in entities(sdm, TOPICS, 1)}
+        lifetime = [e for e in found.values() if e.point.source == StatusSource("lifetime_energy")]
+        assert [e.point.name for e in lifetime] == ["import_energy"], name  # one, not copies
+        assert lifetime[0].config["state_class"] == "total_increasing"
+        counters = [
+            e
+            for e in found.values()
+            if isinstance(e.point.source, DpSource) and e.config.get("device_class") == "energy"
+        ]
+        assert counters, name  # the MCU's own counter, which can drop
+        assert all(e.config["state_class"] == "total" for e in counters), name
+        published = {p.name for p in published_points(sdm)}
+        assert {"import_energy", "total_energy"} <= published
+        fill = [p.name for points in sdm.tables.values() for p in points if "fill_0x" in p.name]
+        assert fill, name
+        assert not published & set(fill)
+
+
+def test_enum_settings_are_numbers_over_their_labels() -> None:
+    qcb2 = load_map(ROOT / "gateway" / "maps" / "tongou_qcb2.yaml")
+    found = {e.point.name: e for e in entities(qcb2, TOPICS, 1)}
+    action = found["overcurrent_action"]
+    assert action.component == "number"
+    assert (action.config["min"], action.config["max"], action.config["step"]) == (0, 2, 1)
+    enums = [
+        e
+        for e in found.values()
+        if isinstance(e.point.source, DpSource)
+        and qcb2.datapoints[e.point.source.datapoint].labels
+        and e.point.writable
+    ]
+    assert len(enums) >= 6
+    for entity in enums:
+        labels = qcb2.datapoints[entity.point.source.datapoint].labels
+        assert (entity.config["min"], entity.config["max"]) == (0, len(labels) - 1)
 
 
 async def test_a_cancellation_wait_for_swallowed_is_raised_again() -> None:

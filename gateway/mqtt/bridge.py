@@ -1,8 +1,9 @@
 """MqttBridge: the gateway as a client of an MQTT broker (state, discovery, commands).
 
 The Modbus side only ever touches the bridge through link listeners that mark a unit dirty:
-a sampler task turns dirty units into messages in the bounded :class:`Outbox`, and a sender
-task publishes them while a broker session is up. Each session (first connect, or reconnect
+a sampler task (:mod:`gateway.mqtt.sampler`) turns dirty units into messages in the bounded
+:class:`Outbox` while it has room, and a sender task publishes them while a broker session is
+up. Each session (first connect, or reconnect
 after a broker restart or a network drop, with exponential backoff) publishes ``online``,
 subscribes, and republishes discovery, availability and every point's state.
 """
@@ -11,14 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
 
 import aiomqtt
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from gateway.mqtt.commands import AuditHook, Command, execute
+from gateway.mqtt.commands import OK, AuditHook, Command, CommandOutcome, execute, refused_early
 from gateway.mqtt.connection import (
     arrival_time,
     expiry_interval,
@@ -26,10 +28,10 @@ from gateway.mqtt.connection import (
     open_client,
     raise_if_cancelled,
 )
-from gateway.mqtt.discovery import discovery_messages
-from gateway.mqtt.outbox import Outbox, Outgoing
+from gateway.mqtt.feed import UnitFeed
+from gateway.mqtt.outbox import Outbox
+from gateway.mqtt.sampler import Sampler
 from gateway.mqtt.settings import MqttSettings
-from gateway.mqtt.state import UnitState
 from gateway.mqtt.topics import OFFLINE, ONLINE, Topics
 from gateway.tuya.link import LinkState
 from gateway.tuya.protocol import DpValue
@@ -39,7 +41,9 @@ __all__ = ["BridgeStats", "BridgedUnit", "MqttBridge"]
 
 _LOGGER = logging.getLogger(__name__)
 _MAX_COMMANDS = 32  # commands being written at once; more are refused, not queued
+_MAX_REPLIES = 256  # refusals whose result is being published at once
 _STOP_TIMEOUT_S = 2.0
+_COMMAND_OPTIONS = SubscribeOptions(qos=1, retainAsPublished=True)
 
 
 BridgedUnit = UnitView  # the service's Unit, as this package reads it
@@ -70,36 +74,35 @@ class MqttBridge:
         self.outbox = Outbox(settings.queue_size)
         self.stats = BridgeStats()
         self.audit_hook = audit  # gateway/security/audit.py plugs in here when it exists
-        self._states = {
-            u: UnitState(
-                unit.register_map,
-                self.topics,
-                u,
-                settings.min_interval_s,
-                unit.backend.status_values,
-            )
+        feeds = {
+            u: UnitFeed(unit, u, self.topics, settings.min_interval_s)
             for u, unit in self.units.items()
         }
-        self._online: dict[int, bool] = {}
-        self._dirty: dict[int, set[int] | None] = {}  # unit -> DPs reported; None: all
-        self._wake = asyncio.Event()
+        self._sampler = Sampler(feeds, self.outbox)
         self._removers: list[Callable[[], None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._commands: set[asyncio.Task[None]] = set()
+        self._replies: set[asyncio.Task[None]] = set()  # refusals' results being published
         self._client: aiomqtt.Client | None = None
 
     @property
     def outbox_dropped(self) -> int:
+        """Messages the full outbox held back (each sent later, with its newest value)."""
         return self.outbox.dropped
+
+    @property
+    def _client_name(self) -> str:
+        return f"mqtt:{self.settings.host}"
 
     async def start(self) -> None:
         """Listen to every unit's link and run the broker session in the background."""
         for unit_id, unit in self.units.items():
             self._removers.append(unit.link.add_report_listener(self._dirty_hook(unit_id)))
             self._removers.append(unit.link.add_state_listener(self._state_hook(unit_id)))
-            self._link_state(unit_id, unit.link.state)
+            self._sampler.feeds[unit_id].set_online(unit.link.state is LinkState.READY)
+            self._sampler.mark_all(unit_id)
         self._tasks = [
-            asyncio.create_task(self._sample_loop(), name="mqtt-sampler"),
+            asyncio.create_task(self._sampler.run(), name="mqtt-sampler"),
             asyncio.create_task(self._run(), name="mqtt-session"),
         ]
         _LOGGER.info(
@@ -121,7 +124,7 @@ class MqttBridge:
                     await client.publish(self.topics.status, OFFLINE, qos=1, retain=True)
             except (aiomqtt.MqttError, TimeoutError) as err:
                 _LOGGER.warning("mqtt: could not say offline: %s", err)
-        tasks = [*self._tasks, *self._commands]
+        tasks = [*self._tasks, *self._commands, *self._replies]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -130,57 +133,16 @@ class MqttBridge:
     # -- the Modbus side's hooks: O(1), never blocking ------------------------------------
     def _dirty_hook(self, unit_id: int) -> Callable[[DpValue], None]:
         def mark(dp: DpValue) -> None:
-            reported = self._dirty.setdefault(unit_id, set())
-            if reported is not None:
-                reported.add(dp.dpid)
-            self._wake.set()
+            self._sampler.mark(unit_id, dp.dpid)
 
         return mark
 
     def _state_hook(self, unit_id: int) -> Callable[[LinkState], None]:
         def on_state(state: LinkState) -> None:
-            self._link_state(unit_id, state)
-            self._mark_all(unit_id)
+            self._sampler.feeds[unit_id].set_online(state is LinkState.READY)
+            self._sampler.mark_all(unit_id)
 
         return on_state
-
-    def _mark_all(self, unit_id: int) -> None:
-        self._dirty[unit_id] = None
-        self._wake.set()
-
-    def _link_state(self, unit_id: int, state: LinkState) -> None:
-        online = state is LinkState.READY
-        if self._online.get(unit_id) != online:
-            self._online[unit_id] = online
-            self._put_unit_status(unit_id)
-
-    def _put_unit_status(self, unit_id: int) -> None:
-        payload = ONLINE if self._online.get(unit_id) else OFFLINE
-        self.outbox.put(Outgoing(self.topics.unit_status(unit_id), payload, qos=1))
-
-    # -- sampler: dirty units -> outbox ---------------------------------------------------
-    async def _sample_loop(self) -> None:
-        held: dict[int, float] = {}
-        while True:
-            delay = None if not held else max(0.0, min(held.values()) - time.monotonic())
-            try:
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            now = time.monotonic()
-            dirty, self._dirty = self._dirty, {}
-            for unit_id, when in list(held.items()):
-                if when <= now:
-                    dirty.setdefault(unit_id, set())
-            for unit_id, reported in dirty.items():
-                held.pop(unit_id, None)
-                snapshot = self.units[unit_id].cache.snapshot()
-                due = self._states[unit_id].due(snapshot, now, self.outbox.put, reported)
-                if due is not None:
-                    held[unit_id] = due
-                await asyncio.sleep(0)  # one unit at a time: Modbus requests get their turn
 
     # -- broker sessions ------------------------------------------------------------------
     async def _run(self) -> None:
@@ -203,26 +165,14 @@ class MqttBridge:
     async def _session(self, client: aiomqtt.Client) -> None:
         self.stats.sessions += 1
         await client.publish(self.topics.status, ONLINE, qos=1, retain=True)
-        await client.subscribe(self.topics.command_filter, qos=1)
+        # retain-as-published: a retained command keeps its flag live too, and is refused
+        await client.subscribe(self.topics.command_filter, options=_COMMAND_OPTIONS)
         await client.subscribe(self.topics.ha_status, qos=1)
         raise_if_cancelled()
         self._client = client
         _LOGGER.info("mqtt: connected to %s (session %d)", self.settings.url, self.stats.sessions)
-        self._republish()
+        self._sampler.republish()
         await first_failure(self._send_loop(client), self._receive_loop(client))
-
-    def _republish(self) -> None:
-        """Everything again: discovery, availability, every point's state."""
-        self._put_discovery()
-        for unit_id, state in self._states.items():
-            self._put_unit_status(unit_id)
-            state.forget()
-            self._mark_all(unit_id)
-
-    def _put_discovery(self) -> None:
-        for unit_id, unit in self.units.items():
-            for topic, config in discovery_messages(unit.register_map, self.topics, unit_id):
-                self.outbox.put(Outgoing(topic, json.dumps(config), qos=1))
 
     async def _send_loop(self, client: aiomqtt.Client) -> None:
         while True:
@@ -244,17 +194,14 @@ class MqttBridge:
             if topic == self.topics.ha_status:
                 if message.payload == ONLINE.encode():
                     _LOGGER.info("mqtt: Home Assistant is online: discovery again")
-                    self._put_discovery()
+                    self._sampler.announce()
                 continue
             self._on_command(client, topic, message)
 
     def _on_command(self, client: aiomqtt.Client, topic: str, message: aiomqtt.Message) -> None:
         target = self.topics.parse_command(topic)
         payload = message.payload if isinstance(message.payload, bytes) else b""
-        if target is None or target[0] not in self.units or not payload:
-            return
-        if len(self._commands) >= _MAX_COMMANDS:
-            _LOGGER.warning("mqtt: command on %s refused: too many in progress", topic)
+        if target is None or not payload:  # an empty payload clears a retained command
             return
         command = Command(
             target[0],
@@ -264,21 +211,41 @@ class MqttBridge:
             expiry_s=expiry_interval(message),
             waited_s=time.monotonic() - arrival_time(message),
         )
-        task = asyncio.create_task(self._command(client, command))
-        self._commands.add(task)
-        task.add_done_callback(self._commands.discard)
+        if command.unit not in self.units:
+            self._refuse(client, command, f"no unit {command.unit}")
+        elif len(self._commands) >= _MAX_COMMANDS:
+            self._refuse(client, command, f"too many commands in progress ({_MAX_COMMANDS})")
+        else:
+            self._spawn(self._commands, self._command(client, command))
+
+    def _refuse(self, client: aiomqtt.Client, command: Command, reason: str) -> None:
+        if len(self._replies) >= _MAX_REPLIES:  # a flood: not even a result for each
+            _LOGGER.warning("mqtt: command on unit %d refused: %s", command.unit, reason)
+            return
+        outcome = refused_early(command, reason, self._client_name)
+        self._spawn(self._replies, self._finish(client, outcome))
+
+    @staticmethod
+    def _spawn(tasks: set[asyncio.Task[None]], job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(job)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def _command(self, client: aiomqtt.Client, command: Command) -> None:
-        unit = self.units[command.unit]
-        self.stats.commands += 1
+        unit = self.units[command.unit]  # its current map and backend (--map auto)
         outcome = await execute(
-            command, unit.register_map, unit.cache, unit.backend, f"mqtt:{self.settings.host}"
+            command, unit.register_map, unit.cache, unit.backend, self._client_name
         )
-        if outcome.result != "ok":
+        await self._finish(client, outcome)
+
+    async def _finish(self, client: aiomqtt.Client, outcome: CommandOutcome) -> None:
+        """Count, audit and publish the outcome of a command."""
+        self.stats.commands += 1
+        if outcome.result != OK:
             self.stats.commands_refused += 1
         if self.audit_hook is not None:
             self.audit_hook(outcome)
-        result_topic = self.topics.result(command.unit, command.point)
+        result_topic = self.topics.result(outcome.unit, outcome.point)
         try:
             await client.publish(result_topic, outcome.result, qos=1, retain=False)
         except aiomqtt.MqttError as err:

@@ -30,6 +30,7 @@ __all__ = [
     "audit_into",
     "execute",
     "refusal",
+    "refused_early",
 ]
 
 _LOGGER = logging.getLogger(__name__)
@@ -124,13 +125,25 @@ async def execute(
         words = command_words(point, command.payload)
         code = await backend.write(point.table, point.address, words, client)
         result = OK if code is None else _refused(_REASONS.get(code, f"exception 0x{code:02X}"))
+    return _outcome(command, client, result, time.monotonic() - started, old)
+
+
+def refused_early(command: Command, reason: str, client: str) -> CommandOutcome:
+    """The outcome of a command refused before any unit looked at it (``refused: reason``)."""
+    return _outcome(command, client, _refused(reason), 0.0, None)
+
+
+def _outcome(
+    command: Command, client: str, result: str, duration_s: float, old: str | None
+) -> CommandOutcome:
+    """The outcome of ``command``, logged."""
     outcome = CommandOutcome(
         client,
         command.unit,
         command.point,
         command.payload[:64].decode("utf-8", "replace"),
         result,
-        time.monotonic() - started,
+        duration_s,
         old,
     )
     log = _LOGGER.info if result == OK else _LOGGER.warning

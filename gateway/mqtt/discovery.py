@@ -5,13 +5,14 @@ others are settings), a writable number a ``number`` with the map's range and st
 read-only on/off point a ``binary_sensor`` (fault bits as ``problem``), anything else a
 ``sensor`` with the device class and state class its unit implies. Points that show gateway
 status, and second encodings of a source already announced (the float32 copies), get no
-entity; their values are still published.
+entity; their values are still published. The lifetime energy point is the one whose source
+is ``status.lifetime_energy`` (whatever the map names it: the SDM maps' ``import_energy``);
+it is published, and announced as ``total_increasing``. Fill points are neither.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -19,8 +20,9 @@ from gateway.mqtt.payloads import OFF, ON, is_on_off
 from gateway.mqtt.topics import OFFLINE, ONLINE, Topics
 from gateway.regmap.export import ha_unit
 from gateway.regmap.specs import DpSource, PointSpec, RegisterMap, Source, StatusSource
+from gateway.regmap.vocab import Format
 
-__all__ = ["Entity", "discovery_messages", "entities", "published_points"]
+__all__ = ["Entity", "discovery_messages", "entities", "is_lifetime", "published_points"]
 
 # unit of measurement -> (device_class, state_class)
 _CLASSES: dict[str, tuple[str | None, str | None]] = {
@@ -37,7 +39,8 @@ _CLASSES: dict[str, tuple[str | None, str | None]] = {
     "Wh": ("energy", "total_increasing"),
 }
 _ENERGY_UNITS = ("kWh", "Wh")
-_LIFETIME = "lifetime"  # a map's never-decreasing energy point has this in its name
+_LIFETIME = StatusSource("lifetime_energy")  # the gateway's never-decreasing energy
+_FILL = "fill_0x"  # the maps' fill section: placeholders, no values
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -56,26 +59,38 @@ def _reads_status(source: Source) -> bool:
     return any(_reads_status(arg) for arg in args)
 
 
-def published_points(regmap: RegisterMap) -> list[PointSpec]:
-    """The points whose values go to MQTT: all but the gateway's own status values.
+def is_lifetime(point: PointSpec) -> bool:
+    """Whether ``point`` reads the lifetime energy (which never decreases)."""
+    return point.source == _LIFETIME
 
-    A lifetime energy point is published whatever its source (the gateway may keep it).
+
+def published_points(regmap: RegisterMap) -> list[PointSpec]:
+    """The points whose values go to MQTT: all but fill and the gateway's own status values.
+
+    The lifetime energy point is published although the gateway keeps its value.
     """
     return [
         point
         for points in regmap.tables.values()
         for point in points
-        if _LIFETIME in point.name or not _reads_status(point.source)
+        if not point.name.startswith(_FILL)
+        and (is_lifetime(point) or not _reads_status(point.source))
     ]
 
 
-def _announced(regmap: RegisterMap) -> Iterator[PointSpec]:
-    seen: set[Source] = set()
+def _announced(regmap: RegisterMap) -> list[PointSpec]:
+    """One point per source: the first of its plain encodings, else its first (float) copy."""
+    chosen: dict[Source, PointSpec] = {}
     for point in published_points(regmap):
-        if point.source in seen and _LIFETIME not in point.name:
-            continue
-        seen.add(point.source)
-        yield point
+        first = chosen.get(point.source)
+        if first is None or (_is_float(first) and not _is_float(point)):
+            chosen[point.source] = point
+    kept = {id(point) for point in chosen.values()}
+    return [point for point in published_points(regmap) if id(point) in kept]
+
+
+def _is_float(point: PointSpec) -> bool:
+    return point.format in (Format.FLOAT32, Format.FLOAT64)
 
 
 def _is_motor(regmap: RegisterMap, point: PointSpec) -> bool:
@@ -89,6 +104,8 @@ def _number_range(regmap: RegisterMap, point: PointSpec) -> dict[str, float]:
     assert isinstance(source, DpSource)  # only datapoint sources are writable
     spec = regmap.datapoints[source.datapoint]
     low, high, step = spec.min, spec.max, spec.step
+    if spec.labels and source.kind == "value":  # an enum: its value is the label's index
+        low, high, step = Fraction(0), Fraction(len(spec.labels) - 1), Fraction(1)
     record = spec.records.get(source.member or "") if source.kind == "record" else None
     if record is not None:
         low, high, step = record.min, record.max, record.step
@@ -104,7 +121,7 @@ def _sensor_classes(point: PointSpec, has_lifetime: bool) -> dict[str, str]:
         device_class, state_class = "power_factor", "measurement"
     if point.format == "string":
         return {}
-    if device_class == "energy" and has_lifetime and _LIFETIME not in point.name:
+    if device_class == "energy" and has_lifetime and not is_lifetime(point):
         state_class = "total"  # the MCU's own counter can go back; the lifetime one cannot
     classes = {"device_class": device_class, "state_class": state_class or "measurement"}
     if unit:
@@ -147,7 +164,7 @@ def _device(regmap: RegisterMap, topics: Topics, unit: int) -> dict[str, Any]:
 def entities(regmap: RegisterMap, topics: Topics, unit: int) -> list[Entity]:
     """The entities of one unit, each with its discovery config."""
     points = list(_announced(regmap))
-    has_lifetime = any(_LIFETIME in p.name and p.unit in _ENERGY_UNITS for p in points)
+    has_lifetime = any(is_lifetime(p) and p.unit in _ENERGY_UNITS for p in points)
     availability = [
         {"topic": topics.status, "payload_available": ONLINE, "payload_not_available": OFFLINE},
         {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 import socket
 from typing import Any
@@ -30,6 +31,7 @@ DEFAULT_BASE = "tuya-modbus-gateway"
 _TOPIC_LEVEL = r"^[A-Za-z0-9_-]+$"  # no MQTT wildcards, no separators, valid HA node id
 _TOPIC_PATH = r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$"
 _SCHEMES = {"mqtt": (1883, False), "mqtts": (8883, True)}
+_FILES = ("ca", "client_cert", "client_key")
 
 MQTT_SCHEMA = obj(
     "MQTT northbound: state, Home Assistant discovery and commands on a broker",
@@ -103,10 +105,26 @@ def _merge(settings: MqttSettings, fields: dict[str, Any]) -> MqttSettings:
     return settings
 
 
+def _files(checked: Checked, raw: dict[str, Any]) -> dict[str, str]:
+    """The TLS files, relative to the gateway file's folder; each must be a file."""
+    base_dir = os.path.dirname(os.path.abspath(checked.filename))
+    found: dict[str, str] = {}
+    for key in _FILES:
+        path = raw.get(key)
+        if not isinstance(path, str):
+            continue
+        path = os.path.normpath(os.path.join(base_dir, path))
+        if not os.path.isfile(path):
+            checked.error(f"mqtt.{key}", f"no such file: {path}")
+        found[key] = path
+    return found
+
+
 def parse_section(checked: Checked, raw: dict[str, Any] | None) -> MqttSettings | None:
     """The checked ``mqtt:`` section; without a URL it waits for ``--mqtt``."""
     if raw is None:
         return None
+    raw = {**raw, **_files(checked, raw)}
     url = raw.get("url")
     if url is None:
         return _merge(MqttSettings(host=""), raw)  # completed by --mqtt, else unused

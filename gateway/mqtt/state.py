@@ -2,7 +2,8 @@
 
 A point is published when its payload or its staleness changes, but at most once per
 ``min_interval_s``: a change inside the interval is held and sent, as its newest value, when
-the interval ends (``next_due`` says when to look again).
+the interval ends (``next_due`` says when to look again). A message the full outbox refuses
+leaves its point unsent: the point is looked at again on the next call (``blocked`` says so).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from gateway.regmap.specs import PointSpec, RegisterMap
 from gateway.unit.cache import CacheSnapshot
 from gateway.unit.values import StatusValues, read_source
 
-__all__ = ["StatusOf", "UnitState"]
+__all__ = ["Emit", "StatusOf", "UnitState"]
 
 StatusOf = Callable[[CacheSnapshot], StatusValues]
+Emit = Callable[[Outgoing], bool]  # False: not queued (the outbox was full)
 
 
 @dataclasses.dataclass(slots=True)
@@ -55,6 +57,12 @@ class UnitState:
             for dpid in set(self._dpids[point.name]):
                 self._readers.setdefault(dpid, []).append(point)
         self._held: dict[str, PointSpec] = {}  # changed inside min_interval_s, to look at again
+        self._unsent: dict[str, PointSpec] = {}  # refused by the full outbox, to offer again
+
+    @property
+    def blocked(self) -> bool:
+        """Whether some point's message did not fit in the outbox."""
+        return bool(self._unsent)
 
     def forget(self) -> None:
         """Treat everything as unpublished (a new broker session republishes it all)."""
@@ -66,6 +74,7 @@ class UnitState:
             return list(self._points)
         found = {p.name: p for p in self._points if not self._dpids[p.name]}
         found.update(self._held)
+        found.update(self._unsent)
         for dpid in reported:
             found.update((p.name, p) for p in self._readers.get(dpid, ()))
         return list(found.values())
@@ -74,7 +83,7 @@ class UnitState:
         self,
         snapshot: CacheSnapshot,
         now: float,
-        emit: Callable[[Outgoing], None],
+        emit: Emit,
         reported: Collection[int] | None = None,
     ) -> float | None:
         """Emit what changed and may be sent now; the time a held change is due, if any.
@@ -83,8 +92,15 @@ class UnitState:
         """
         next_due: float | None = None
         status = self._status(snapshot) if self._status is not None else {}
+        full = False
         for point in self._candidates(reported):
-            held = self._check(point, snapshot, status, now, emit)
+            if not full:
+                fitted, held = self._check(point, snapshot, status, now, emit)
+                full = not fitted
+            if full:  # this point and the rest wait for room, unread
+                self._unsent[point.name] = point
+                continue
+            self._unsent.pop(point.name, None)
             if held is None:
                 self._held.pop(point.name, None)
                 continue
@@ -99,8 +115,9 @@ class UnitState:
         snapshot: CacheSnapshot,
         status: StatusValues,
         now: float,
-        emit: Callable[[Outgoing], None],
-    ) -> float | None:
+        emit: Emit,
+    ) -> tuple[bool, float | None]:
+        """(whether the outbox took what was due, the time a held change is due)."""
         reading = read_source(point.source, self.regmap.datapoints, snapshot, status)
         if reading.value is None:
             payload, stale = None, True
@@ -108,17 +125,20 @@ class UnitState:
             payload, stale = format_value(point, reading.value), reading.stale
         sent = self._sent[point.name]
         if payload is None and sent.payload is None and sent.stale is not None:
-            return None
+            return True, None
         if (payload is None or payload == sent.payload) and stale == sent.stale:
-            return None
+            return True, None
         if sent.at is not None and now - sent.at < self._min_interval_s:
-            return sent.at + self._min_interval_s
+            return True, sent.at + self._min_interval_s
         if payload is not None and payload != sent.payload:
-            emit(Outgoing(self._topics.state(self.unit, point.name), payload))
+            if not emit(Outgoing(self._topics.state(self.unit, point.name), payload)):
+                return False, None
             sent.payload = payload
-        emit(self._attributes(point, snapshot, stale))
+        if not emit(self._attributes(point, snapshot, stale)):
+            sent.stale = None  # the attributes are still owed
+            return False, None
         sent.stale, sent.at = stale, now
-        return None
+        return True, None
 
     def _attributes(self, point: PointSpec, snapshot: CacheSnapshot, stale: bool) -> Outgoing:
         ages = [snapshot.age(dpid) for dpid in self._dpids[point.name]]

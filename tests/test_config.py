@@ -151,6 +151,7 @@ def test_a_50_mb_file_and_dev_zero_are_refused_without_reading_them(tmp_path: Pa
         str(big): f"has {50 * 1024 * 1024} bytes, more than the limit of {MAX_FILE_BYTES}",
         "/dev/zero": "is not a regular file",
         str(fifo): "is not a regular file",
+        str(tmp_path): "is not a regular file",  # a directory, given where a file belongs
     }
     for path, expected in cases.items():
         for args in (("check", path), ("run", "--config", path)):

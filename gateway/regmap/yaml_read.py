@@ -33,10 +33,11 @@ def read_text(path: str, what: str = "the file") -> str:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as err:
         raise ConfigError([f"{path}: cannot read {what}: {err.strerror or err}"]) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):  # checked before fdopen, which refuses a directory
+        os.close(fd)
+        raise ConfigError([f"{path}:1: <top>: {what} is not a regular file"])
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError([f"{path}:1: <top>: {what} is not a regular file"])
         if info.st_size > MAX_FILE_BYTES:
             raise ConfigError([_too_big(path, what, info.st_size)])
         data = handle.read(MAX_FILE_BYTES + 1)  # the file may grow after fstat

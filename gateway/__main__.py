@@ -1,4 +1,9 @@
-"""``python -m gateway``: the same program as the ``tuya-modbus-gateway`` command."""
+"""``python -m gateway`` and the ``tuya-modbus-gateway`` command: signal-safe from the start.
+
+The console script calls :func:`run` directly, so both ways in install the exit handlers before
+the heavy imports (asyncio, aiohttp, pymodbus...) that a SIGINT could otherwise interrupt with
+a traceback.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,14 @@ def _exit_now(signum: int, _frame: object) -> None:
     os._exit(128 + signum)
 
 
-# Before the imports: a SIGINT or SIGTERM while they run ends the process, not in a traceback.
-for _sig in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(_sig, _exit_now)
+def run() -> int:
+    """Install the exit handlers, then import and run the command line."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _exit_now)
+    from gateway.cli import main  # after the signal handlers, on purpose
 
-from gateway.cli import main  # noqa: E402  (after the signal handlers, on purpose)
+    return main()
 
-raise SystemExit(main())
+
+if __name__ == "__main__":
+    raise SystemExit(run())

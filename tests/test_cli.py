@@ -14,9 +14,11 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from serial_line import pty_pair
 from tools import require
 
@@ -501,7 +503,19 @@ def _wait_until_importing(pid: int) -> None:
         time.sleep(0.001)
 
 
-def test_sigint_and_sigterm_at_any_moment_exit_cleanly() -> None:
+def _console_script() -> list[str]:
+    """What pip's ``tuya-modbus-gateway`` wrapper runs, taken from pyproject.toml."""
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, function = scripts["tuya-modbus-gateway"].split(":")
+    return [
+        sys.executable,
+        "-c",
+        f"import sys; from {module} import {function}; sys.exit({function}())",
+    ]
+
+
+@pytest.mark.parametrize("launcher", ["python -m gateway", "console script"])
+def test_sigint_and_sigterm_at_any_moment_exit_cleanly(launcher: str) -> None:
     """Imports, map loading, start-up, serving: 0, 130 or 143, and never a traceback.
 
     The moments are counted from when the gateway's imports have begun (PyYAML is loaded):
@@ -513,8 +527,11 @@ def test_sigint_and_sigterm_at_any_moment_exit_cleanly() -> None:
     for name, args in SIGNAL_RUNS.items():
         for sig in (signal.SIGINT, signal.SIGTERM):
             for delay in (0.0, 0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 0.8):
+                command = [sys.executable, "-m", "gateway"]
+                if launcher == "console script":
+                    command = _console_script()
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "gateway", *args],
+                    [*command, *args],
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     cwd=ROOT,

@@ -21,6 +21,7 @@ from gateway.regmap.yaml_read import read_text
 from gateway.regmap.yaml_schema import Bool, Checked, Int, Key, ListOf, Num, Str, obj
 from gateway.security import settings as security
 from gateway.security.settings import SecuritySettings
+from gateway.tuya.capture import capture_size_mb
 from gateway.tuya.openers import link_problem
 from gateway.tuya.payloads import MAC_PATTERN
 from gateway.web.options import HTTP_SCHEMA, HttpListener, http_from_args, http_from_yaml
@@ -42,7 +43,6 @@ DEFAULT_CAPTURE_MAX_MB = 50.0
 _UNITS = (1, 247)  # the Modbus unit ids a server may answer as
 _UNIT = Int(*_UNITS, "Modbus unit id")
 _LINK_HELP = "/dev/ttyUSB0, socket://host:port, rfc2217://host:port, sim://[variant]"
-
 _BAUD = Int(1200, 4_000_000, "bits per second")
 _TCP = obj(
     "the Modbus TCP listener",
@@ -228,7 +228,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="gateway.yaml with listeners and several devices")
     parser.add_argument("--capture", metavar="FILE", help="record TuyaMCU traffic (JSON lines)")
     parser.add_argument(
-        "--capture-max-mb", type=float, metavar="MB", help="rotate the capture (default 50)"
+        "--capture-max-mb", type=capture_size_mb, metavar="MB", help="rotate at MB (default 50)"
     )
     parser.add_argument("--read-only", action="store_true", help="reject every Modbus write")
     security.add_cli_options(parser)

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from gateway.tuya.capture import DEFAULT_MAX_BYTES, CaptureWriter, read_capture
 from gateway.tuya.protocol import Command, DpValue, Frame
 
@@ -92,3 +94,19 @@ def test_run_rotates_its_capture_at_capture_max_mb(tmp_path: Path) -> None:
     for part in (Path(f"{path}.1"), path):
         assert part.stat().st_size <= 0.002 * 1024 * 1024
         assert list(read_capture(str(part)))
+
+
+RUN_WITH_CAPTURE = (sys.executable, "-m", "gateway", "run", "--link", "sim://", "--capture", "c")
+
+
+@pytest.mark.parametrize("size", ["nan", "inf", "-1", "0", "fifty"])
+def test_a_capture_size_that_is_no_size_is_exit_2(size: str) -> None:
+    result = subprocess.run(
+        [*RUN_WITH_CAPTURE, "--capture-max-mb", size],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"--capture-max-mb: expected megabytes above 0, got {size!r}" in result.stderr

@@ -11,8 +11,10 @@ at a size limit to ``PATH.1``.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -22,10 +24,30 @@ from typing import BinaryIO
 from gateway.errors import ConfigError
 from gateway.tuya.protocol import Frame, FrameDecoder
 
-__all__ = ["DEFAULT_MAX_BYTES", "DIRECTIONS", "CaptureRecord", "CaptureWriter", "read_capture"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DIRECTIONS",
+    "CaptureRecord",
+    "CaptureWriter",
+    "capture_size_mb",
+    "read_capture",
+]
 
 DIRECTIONS = ("rx", "tx")
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024  # --capture-max-mb 50: a few days of a busy line
+
+
+def capture_size_mb(text: str) -> float:
+    """``--capture-max-mb``: a finite size above 0 (argparse type; exit 2 otherwise)."""
+    try:
+        size = float(text)
+    except ValueError:
+        size = math.nan
+    if not 0 < size < math.inf:
+        raise argparse.ArgumentTypeError(f"expected megabytes above 0, got {text!r}")
+    return size
+
+
 _TAIL = 64 * 1024  # a capture line is far shorter: its last newline is in here
 
 

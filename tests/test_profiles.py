@@ -14,6 +14,7 @@ import pytest
 import yaml
 from served import TIMEOUT_S, eventually, start_served
 from served import Served as ServedBase
+from tools import require
 
 from gateway.config import DeviceConfig, GatewayConfig, WritePolicy
 from gateway.errors import ConfigError
@@ -338,10 +339,11 @@ async def test_sdm120_block_reads_agree_with_the_twin(serve: Serve, start: int, 
 
 
 async def test_sdm120_through_mbpoll(serve: Serve) -> None:
+    mbpoll = require("mbpoll")
     gw = await sdm_on_twin(serve)
     args = ("-m", "tcp", "-t", "3:float", "-B", "-r", "1", "-c", "10", "-1")
     process = await asyncio.create_subprocess_exec(
-        "mbpoll",
+        mbpoll,
         *args,
         "-p",
         str(gw.service.tcp_port),

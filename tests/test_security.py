@@ -27,6 +27,7 @@ from certs import Issued, make_ca, make_cert
 from conftest import FAST_TIMINGS
 from cryptography import x509
 from pymodbus.client import AsyncModbusTlsClient
+from tools import require
 
 from gateway.config import DeviceConfig, GatewayConfig, WritePolicy
 from gateway.modbus.server import TcpListener
@@ -200,11 +201,7 @@ async def test_no_certificate_or_other_ca_fails_the_handshake(
 
 
 async def test_tls_1_1_is_refused(secure: GatewayService) -> None:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("openssl is missing")
-        pytest.skip("openssl is not installed")
+    openssl = require("openssl")
     args = [openssl, "s_client", "-connect", f"127.0.0.1:{secure.modbus.tls_port}"]
     proc = await asyncio.create_subprocess_exec(
         *args, "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import socket
 import ssl
@@ -20,6 +19,7 @@ import pytest
 from certs import make_ca, make_cert
 from pymodbus.client import AsyncModbusTcpClient, AsyncModbusTlsClient
 from test_security import Pki, client_context, refused_at_accept
+from tools import require
 
 from gateway.cli import build_parser, config_from_args
 from gateway.config import DeviceConfig, GatewayConfig, load_config
@@ -291,10 +291,7 @@ def readme_openssl_recipe() -> str:
 @pytest.fixture
 def readme_pki(tmp_path: Path) -> Path:
     """The README's openssl commands, run in tmp_path."""
-    if shutil.which("openssl") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("openssl is missing")
-        pytest.skip("openssl is not installed")
+    require("openssl")
     subprocess.run(
         ["bash", "-euc", readme_openssl_recipe()], cwd=tmp_path, check=True, capture_output=True
     )

@@ -12,6 +12,7 @@ __all__ = ["INSTALL", "require"]
 INSTALL = {
     "mbpoll": "apt-get install mbpoll",
     "socat": "apt-get install socat",
+    "openssl": "apt-get install openssl",
 }
 
 

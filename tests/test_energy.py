@@ -96,7 +96,10 @@ def test_the_store_round_trips_exact_values(tmp_path: Path) -> None:
 
 
 def test_the_state_dir_defaults_to_the_platform_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/tuya-modbus-gateway")  # systemd's
     monkeypatch.setenv("XDG_STATE_HOME", "/x/state")
+    assert default_state_dir() == "/var/lib/tuya-modbus-gateway"
+    monkeypatch.delenv("STATE_DIRECTORY")
     assert default_state_dir() == "/x/state/tuya-modbus-gateway"
     monkeypatch.delenv("XDG_STATE_HOME")
     assert default_state_dir() == os.path.expanduser("~/.local/state/tuya-modbus-gateway")

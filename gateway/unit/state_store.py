@@ -39,7 +39,15 @@ def state_dir_for(option: str | None, configured: str | None) -> str:
 
 
 def default_state_dir() -> str:
-    """``$XDG_STATE_HOME/tuya-modbus-gateway``, else ``~/.local/state/tuya-modbus-gateway``."""
+    """systemd's ``$STATE_DIRECTORY``, else ``$XDG_STATE_HOME/tuya-modbus-gateway``, else
+    ``~/.local/state/tuya-modbus-gateway``.
+
+    Under the shipped unit (``DynamicUser``, ``ProtectSystem=strict``) the home directory is
+    read-only: ``StateDirectory=`` is the one writable place systemd gives the service.
+    """
+    systemd = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if systemd:
+        return systemd
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
     return os.path.join(base, _APP)
 

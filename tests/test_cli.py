@@ -436,6 +436,8 @@ def test_example_gateway_yaml_with_every_commented_key_switched_on_is_valid(tmp_
     uncommented = tmp_path / "gateway.yaml"
     uncommented.write_text("\n".join(lines) + "\n", encoding="utf-8")
     (tmp_path / "register_map.yaml").write_text(DEFAULT_MAP.read_text(encoding="utf-8"))
+    for named in ("ca.pem", "gw-hall-2.pem", "gw-hall-2.key"):  # the MQTT TLS files must exist
+        (tmp_path / named).write_text("")
     config = load_config(str(uncommented))
     switched_on = (config.rtu, config.http, config.mqtt, config.security.tls)
     assert None not in switched_on

@@ -85,8 +85,10 @@ def test_maps_command_lists_names_families_and_product_keys() -> None:
     rows = {line.split()[0]: line for line in lines[1:]}
     assert set(rows) == {item.name for item in map_listing()}
     assert "(default)" in rows["register_map"]
-    assert rows["sdm120"].split()[1:4] == ["Tuya", "AT-Q-SMR1-20", "lih4vjeoyao4jeku"]
-    assert "Tongou TO-SMR1" in rows["tongou_tosmr1"]
+    assert rows["sdm120"].split()[1:4] == ["family_a:", "Tuya", "AT-Q-SMR1-20"]
+    assert "lih4vjeoyao4jeku" in rows["sdm120"]
+    assert "family_b: Tongou TO-SMR1" in rows["tongou_tosmr1"]  # the twin's sim://family_b
+    assert "family_c: Tongou AT-QCB2-JWT" in rows["tongou_qcb2"]
 
 
 # -- the package as a newcomer gets it --------------------------------------------------------

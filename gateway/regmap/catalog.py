@@ -106,6 +106,9 @@ def pending_map() -> RegisterMap:
     return RegisterMap(AUTO, device, TuyaSpec(query_interval_s=30), MappingProxyType({}), {})
 
 
+_FAMILY = "family_"  # the breaker maps' device names, as the twin's variants are called
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ShippedMap:
     """One shipped map as ``maps`` lists it."""
@@ -121,15 +124,13 @@ class ShippedMap:
 
 def map_listing() -> list[ShippedMap]:
     """Every shipped map with its device family and product keys, by name."""
+    loaded = {name: _shipped(name) for name in shipped_names()}
     found = []
-    for name in shipped_names():
-        path = shipped_path(name)
-        assert path is not None  # listed names have files
-        device = load_map(path).device
+    for name, (path, device) in loaded.items():
         found.append(
             ShippedMap(
                 name=name,
-                family=device.name,
+                family=_family(device, (d for _, d in loaded.values())),
                 vendor=device.vendor,
                 model=device.model,
                 product_keys=device.product_keys,
@@ -140,12 +141,31 @@ def map_listing() -> list[ShippedMap]:
     return found
 
 
+def _shipped(name: str) -> tuple[str, DeviceSpec]:
+    path = shipped_path(name)
+    assert path is not None  # listed names have files
+    return path, load_map(path).device
+
+
+def _family(device: DeviceSpec, shipped: Iterable[DeviceSpec]) -> str:
+    """The breaker family (``family_a``...) whose map lists one of the device's product keys.
+
+    A meter profile (sdm120...) serves a breaker family's MCU under another register layout.
+    """
+    keys = set(device.product_keys)
+    for other in shipped:
+        if other.name.startswith(_FAMILY) and keys & set(other.product_keys):
+            return other.name
+    return device.name
+
+
 def format_maps(maps: list[ShippedMap]) -> str:
     """The ``maps`` command's table: name, device family, product keys, description."""
     rows = [("name", "device family", "product keys", "description")]
     for item in maps:
         default = " (default)" if item.name == DEFAULT_MAP_NAME else ""
-        family = f"{item.vendor} {item.model}".strip() or item.family
+        model = f"{item.vendor} {item.model}".strip()
+        family = f"{item.family}: {model}" if model else item.family
         keys = ", ".join(item.product_keys) or "-"
         rows.append((item.name + default, family, keys, item.description))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]

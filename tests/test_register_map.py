@@ -205,7 +205,7 @@ def test_more_errors_all_at_once() -> None:
 def test_invalid_yaml_empty_and_missing_files(tmp_path: Path) -> None:
     (error,) = _errors("invalid_yaml.yaml")
     assert re.match(r"5: <top>: invalid YAML: expected ',' or '}'", error)
-    assert _errors("empty.yaml") == ["1: <top>: the map is empty"]
+    assert _errors("empty.yaml") == ["1: <top>: the file is empty"]
     with pytest.raises(ConfigError, match="cannot read the map"):
         load_map(tmp_path / "missing.yaml")
     (tmp_path / "list.yaml").write_text("- 1\n")

@@ -219,7 +219,7 @@ def check_yaml(
         out.errors.append(f"{filename}:{line}: <top>: invalid YAML: {detail}")
         return out
     if root is None:
-        out.errors.append(f"{filename}:1: <top>: the map is empty")
+        out.errors.append(f"{filename}:1: <top>: the file is empty")
         return out
     data = _Checker(out, defs or {}).check(schema, root, "")
     if isinstance(data, dict):

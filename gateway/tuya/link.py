@@ -29,6 +29,7 @@ from gateway.tuya.listeners import LinkEvents
 from gateway.tuya.openers import open_transport
 from gateway.tuya.periodic import keep_alive, query_every
 from gateway.tuya.protocol import Command, DpValue, Frame, ProductInfo, decode_dps
+from gateway.tuya.rejects import RejectedRecords
 from gateway.tuya.writes import DpWrite, WriteGate
 
 __all__ = ["LinkConfig", "LinkState", "LinkStats", "LinkTimings", "McuLink"]
@@ -47,6 +48,7 @@ class McuLink(LinkEvents):
         self.stats = LinkStats()
         self.fatal_error: GatewayError | None = None  # why the link stopped for good
         self._stopping = False
+        self._rejected = RejectedRecords(self.stats, config.url)
         self._channel: FrameChannel | None = None
         self._capture: CaptureWriter | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -234,9 +236,7 @@ class McuLink(LinkEvents):
             self._responder.handle(self._channel, frame)
 
     def _publish(self, values: tuple[DpValue, ...], errors: tuple[str, ...]) -> None:
-        for error in errors:
-            self.stats.dp_errors += 1
-            _LOGGER.warning("link: rejected DP record: %s", error)
+        self._rejected.note(errors)
         for dp in values:
             self._writes.offer(dp)
             self._reports.notify(dp)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from gateway.config import parse_host_port
 from gateway.errors import ConfigError
+from gateway.tuya.openers import link_problem
 from gateway.twin import scenario
 from gateway.twin.options import add_twin_arguments, twin_options_from_args
 
@@ -176,9 +177,16 @@ def add_discover(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", metavar="FILE", help="write a draft map here")
 
 
+def _check_link(url: str) -> None:
+    """A link URL that can never open is exit 2 at once (``TCP://`` works like ``tcp://``)."""
+    if problem := link_problem(url):
+        raise ConfigError([f"--link: {problem}"])
+
+
 def cmd_discover(args: argparse.Namespace) -> int:
     from gateway.discover import discover
 
+    _check_link(args.link)
     return run_until_signalled(
         lambda stop: discover(
             args.link, args.baud, args.listen_s, args.output, stop, sys.stdout, args.wait_s
@@ -210,6 +218,8 @@ def cmd_sniff(args: argparse.Namespace) -> int:
         peer = ReplayPeer.from_file(args.replay)
         listen = parse_listen(args.listen)
         return run_until_signalled(lambda stop: serve_peer(listen, lambda: peer, stop))
+    if args.link:
+        _check_link(args.link)
     taps = {"rx": args.rx_mcu} if args.rx_mcu else {}
     if args.rx_module:
         taps["tx"] = args.rx_module

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import select
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,6 +19,7 @@ from serial_line import pty_pair
 from gateway.discover import SILENT_HINTS, draft_map
 from gateway.regmap.load import parse_map
 from gateway.sniff import format_event
+from gateway.tuya.openers import link_problem
 from gateway.tuya.protocol import Command, DpValue, Frame, FrameDecoder
 from gateway.tuya.scan import BadChecksum, LineScanner, Skipped
 
@@ -190,6 +193,40 @@ def test_sniff_file_ends_with_a_summary(tmp_path: Path) -> None:
         "# summary: MCU 1 frames, 0 bad checksums, 0 bytes skipped in 0 runs;"
         " WIFI 1 frames, 0 bad checksums, 0 bytes skipped in 0 runs"
     )
+
+
+def _limited() -> None:
+    """A child that would read /dev/zero whole dies of its limit, not the shared machine."""
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+
+@pytest.mark.parametrize("name", ["/dev/zero", "missing.jsonl", "a_directory", "one_long_line"])
+def test_sniff_file_refuses_what_is_no_capture_with_one_line_and_exit_2(
+    tmp_path: Path, name: str
+) -> None:
+    (tmp_path / "a_directory").mkdir()
+    (tmp_path / "one_long_line").write_bytes(b"x" * 200_000)
+    path = name if name.startswith("/") else str(tmp_path / name)
+    result = gateway("sniff", "--file", path, preexec_fn=_limited)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(path)
+
+
+def test_a_link_scheme_is_case_insensitive_as_the_openers_are() -> None:
+    assert link_problem("SOCKET://127.0.0.1:1") is None
+    assert link_problem("Sim://family_a") is None
+    problem = link_problem("TCP://127.0.0.1:6668")
+    assert problem is not None
+    assert "did you mean socket://127.0.0.1:6668?" in problem
+
+
+def test_sniff_and_discover_refuse_a_link_that_can_never_open() -> None:
+    for command in ("sniff", "discover"):
+        result = gateway(command, "--link", "tcp://127.0.0.1:6668")
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("--link: unknown link scheme tcp://")
+        assert len(result.stderr.splitlines()) == 1
 
 
 # -- discover ---------------------------------------------------------------------------------

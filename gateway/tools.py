@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from gateway.config import parse_host_port
 from gateway.errors import ConfigError
+from gateway.regmap.yaml_read import compose_checked, read_text
 from gateway.tuya.openers import link_problem
 from gateway.twin import scenario
 from gateway.twin.options import add_twin_arguments, twin_options_from_args
@@ -37,7 +38,9 @@ __all__ = [
     "add_event_loop_option",
     "default_event_loop",
     "exit_on_signals",
+    "load_scenario",
     "parse_listen",
+    "parse_scenario",
     "run_until_signalled",
     "serve_peer",
 ]
@@ -153,12 +156,25 @@ def add_simulate(parser: argparse.ArgumentParser) -> None:
     scenario.add_cli_options(parser)
 
 
+# The twin reads no files (it may not import regmap): the scenario is read here, with the
+# maps' limits (size, nesting, aliases, no tags), and the twin checks the composed nodes.
+def parse_scenario(text: str, filename: str = "<scenario>") -> tuple[scenario.Event, ...]:
+    """A scenario's events by time; ConfigError with ``file:line`` for every problem."""
+    return scenario.events_from_yaml(compose_checked(text, filename), filename)
+
+
+def load_scenario(path: str) -> tuple[scenario.Event, ...]:
+    return parse_scenario(read_text(path, "the scenario"), path)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from gateway.twin.mcu import McuTwin
 
     options = twin_options_from_args(args)
     listen = parse_listen(args.listen)
-    events = scenario.events_from_args(args)
+    quick = scenario.quick_events(args)
+    loaded = load_scenario(args.scenario) if args.scenario else ()
+    events = tuple(sorted(loaded + quick, key=lambda e: e.at_s))
 
     async def work(stop: asyncio.Event) -> int:
         twin = McuTwin(options)  # one breaker for every connection: its state lives on

@@ -12,14 +12,11 @@ import asyncio
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from gateway.tuya.capture import read_capture
 from gateway.tuya.protocol import LINE_IDLE_S, Command, Frame
 from gateway.tuya.scan import LineEvent, LineScanner, LineTotals, Skipped
-
-if TYPE_CHECKING:
-    from gateway.tuya.channel import LinkStats
 
 __all__ = [
     "Printer",
@@ -34,6 +31,7 @@ _LOGGER = logging.getLogger(__name__)
 
 _TAGS = {"rx": "MCU ", "tx": "WIFI"}
 _MARK = "!!"  # grep-able: every line about a fault on the line starts its text with it
+_HEX_SHOWN = 64  # bytes of a long skipped run shown in hex; the count says how many there were
 
 
 def format_frame(direction: str, frame: Frame, elapsed_s: float) -> str:
@@ -55,7 +53,13 @@ def format_event(direction: str, event: LineEvent, elapsed_s: float) -> str:
         what = (
             f"{_MARK} bad checksum 0x{event.data[-1]:02X}, expected 0x{event.expected:02X}: {guess}"
         )
-    return f"{elapsed_s:9.3f} {_tag(direction)} {what}  | {event.data.hex(' ')}"
+    return f"{elapsed_s:9.3f} {_tag(direction)} {what}  | {_hex(event.data)}"
+
+
+def _hex(data: bytes) -> str:
+    if len(data) <= _HEX_SHOWN:
+        return data.hex(" ")
+    return f"{data[:_HEX_SHOWN].hex(' ')} ... ({len(data) - _HEX_SHOWN} more)"
 
 
 def _tag(direction: str) -> str:
@@ -119,21 +123,17 @@ def print_capture(path: str, out: TextIO) -> None:
 async def sniff_link(url: str, baud: int, out: TextIO) -> None:
     """Run the handshake as the gateway on ``url`` and print every frame both ways.
 
-    The link decodes the line itself: what it drops shows as ``!!`` lines with counts (the
-    passive taps show the dropped bytes too).
+    What the link's decoder drops (noise, cut frames, bad checksums) shows as marked ``!!``
+    lines in order with the frames, as on a passive tap.
     """
     from gateway.tuya.link import LinkConfig, LinkState, McuLink
 
     link = McuLink(LinkConfig(url=url, baudrate=baud))
     printer = Printer(out)
     started = time.monotonic()
-    dropped = LineTotals()
 
-    def on_traffic(direction: str, frame: Frame) -> None:
-        elapsed = time.monotonic() - started
-        if direction == "rx":
-            _report_drops(printer, link.stats, dropped, elapsed)
-        printer.event(direction, frame, elapsed)
+    def on_traffic(direction: str, event: LineEvent) -> None:
+        printer.event(direction, event, time.monotonic() - started)
 
     def on_state(state: LinkState) -> None:
         info = link.product_info
@@ -141,28 +141,14 @@ async def sniff_link(url: str, baud: int, out: TextIO) -> None:
         printer.line(f"# link {state.name}{key}")
 
     link.add_traffic_listener(on_traffic)
+    link.add_drop_listener(lambda event: on_traffic("rx", event))
     link.add_state_listener(on_state)
     await link.start()
     try:
         await printer.closed.wait()  # or until cancelled
     finally:
         await link.stop()
-        _report_drops(printer, link.stats, dropped, time.monotonic() - started)
         printer.summary()
-
-
-def _report_drops(printer: Printer, stats: LinkStats, seen: LineTotals, elapsed: float) -> None:
-    """Print what the link's decoder dropped since the last frame, in order."""
-    bad = stats.checksum_errors - seen.bad_checksums
-    skipped = stats.bytes_skipped - seen.skipped_bytes
-    if skipped or bad:
-        why = f"{bad} frame(s) with a bad checksum" if bad else "noise"
-        printer.line(f"{elapsed:9.3f} {_tag('rx')} {_MARK} dropped {skipped} byte(s) ({why})")
-    rx = printer.totals.setdefault("rx", LineTotals())
-    rx.bad_checksums += bad
-    rx.skipped_bytes += skipped
-    rx.skipped_runs += 1 if skipped else 0
-    seen.bad_checksums, seen.skipped_bytes = stats.checksum_errors, stats.bytes_skipped
 
 
 async def _tap(device: str, direction: str, baud: int, printer: Printer, start: float) -> None:

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 from gateway.config import parse_host_port
 from gateway.errors import ConfigError
+from gateway.regmap.yaml_read import compose_checked, read_text
+from gateway.tuya.openers import link_problem
 from gateway.twin import scenario
 from gateway.twin.options import add_twin_arguments, twin_options_from_args
 
@@ -36,7 +38,9 @@ __all__ = [
     "add_event_loop_option",
     "default_event_loop",
     "exit_on_signals",
+    "load_scenario",
     "parse_listen",
+    "parse_scenario",
     "run_until_signalled",
     "serve_peer",
 ]
@@ -152,12 +156,25 @@ def add_simulate(parser: argparse.ArgumentParser) -> None:
     scenario.add_cli_options(parser)
 
 
+# The twin reads no files (it may not import regmap): the scenario is read here, with the
+# maps' limits (size, nesting, aliases, no tags), and the twin checks the composed nodes.
+def parse_scenario(text: str, filename: str = "<scenario>") -> tuple[scenario.Event, ...]:
+    """A scenario's events by time; ConfigError with ``file:line`` for every problem."""
+    return scenario.events_from_yaml(compose_checked(text, filename), filename)
+
+
+def load_scenario(path: str) -> tuple[scenario.Event, ...]:
+    return parse_scenario(read_text(path, "the scenario"), path)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from gateway.twin.mcu import McuTwin
 
     options = twin_options_from_args(args)
     listen = parse_listen(args.listen)
-    events = scenario.events_from_args(args)
+    quick = scenario.quick_events(args)
+    loaded = load_scenario(args.scenario) if args.scenario else ()
+    events = tuple(sorted(loaded + quick, key=lambda e: e.at_s))
 
     async def work(stop: asyncio.Event) -> int:
         twin = McuTwin(options)  # one breaker for every connection: its state lives on
@@ -176,9 +193,16 @@ def add_discover(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", metavar="FILE", help="write a draft map here")
 
 
+def _check_link(url: str) -> None:
+    """A link URL that can never open is exit 2 at once (``TCP://`` works like ``tcp://``)."""
+    if problem := link_problem(url):
+        raise ConfigError([f"--link: {problem}"])
+
+
 def cmd_discover(args: argparse.Namespace) -> int:
     from gateway.discover import discover
 
+    _check_link(args.link)
     return run_until_signalled(
         lambda stop: discover(
             args.link, args.baud, args.listen_s, args.output, stop, sys.stdout, args.wait_s
@@ -210,6 +234,8 @@ def cmd_sniff(args: argparse.Namespace) -> int:
         peer = ReplayPeer.from_file(args.replay)
         listen = parse_listen(args.listen)
         return run_until_signalled(lambda stop: serve_peer(listen, lambda: peer, stop))
+    if args.link:
+        _check_link(args.link)
     taps = {"rx": args.rx_mcu} if args.rx_mcu else {}
     if args.rx_module:
         taps["tx"] = args.rx_module

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import select
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
@@ -16,7 +18,9 @@ from serial_line import pty_pair
 
 from gateway.discover import SILENT_HINTS, draft_map
 from gateway.regmap.load import parse_map
-from gateway.tuya.protocol import Command, DpValue, Frame
+from gateway.sniff import format_event
+from gateway.tuya.openers import link_problem
+from gateway.tuya.protocol import Command, DpValue, Frame, FrameDecoder
 from gateway.tuya.scan import BadChecksum, LineScanner, Skipped
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,15 +112,58 @@ def test_sniff_on_a_noisy_tap_marks_noise_and_bad_checksums_in_order() -> None:
     )
 
 
-def test_sniff_link_marks_what_the_decoder_dropped() -> None:
+def test_the_decoder_reports_every_dropped_byte_in_order_with_the_frames() -> None:
+    seen: list[object] = []
+    decoder = FrameDecoder(on_drop=seen.append)
+    decoder.feed(NOISE + GOOD + CORRUPT + HEARTBEAT + GOOD[:5])
+    seen.extend(decoder)
+    seen.extend(decoder.idle())
+    assert seen == [
+        Skipped(NOISE, "noise"),
+        Frame(Command.DP_REPORT, DpValue.of_bool(16, True).encode(), version=3),
+        BadChecksum(CORRUPT),
+        Frame(Command.HEARTBEAT, b"\x01", version=3),
+        Skipped(GOOD[:5], "incomplete frame"),
+    ]
+    assert (decoder.bytes_skipped, decoder.checksum_errors) == (len(NOISE + CORRUPT) + 5, 1)
+
+
+@given(st.lists(st.sampled_from([GOOD, CORRUPT, HEARTBEAT, NOISE, b"\x55", b"\xaa"])))
+def test_the_decoder_shows_each_byte_once(chunks: list[bytes]) -> None:
+    shown: list[bytes] = []
+    decoder = FrameDecoder(on_drop=lambda event: shown.append(event.data))
+    decoder.feed(b"".join(chunks))
+    shown.extend(frame.encode() for frame in decoder)  # one at a time: drops land in between
+    shown.extend(frame.encode() for frame in decoder.idle())
+    assert b"".join(shown) == b"".join(chunks)
+
+
+def test_sniff_link_shows_what_the_decoder_dropped_in_order() -> None:
     result = gateway(
         "sniff", "--link", "sim://?garbage=1&bad_checksum=0.5&seed=3", "--duration", "4"
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert any(" MCU  !! dropped " in line for line in lines)
-    assert any("frame(s) with a bad checksum" in line for line in lines)
-    assert lines[-1].startswith("# summary: MCU ")
+    skipped = [line for line in lines if " MCU  !! skipped " in line]
+    bad = [line for line in lines if " MCU  !! bad checksum 0x" in line]
+    assert skipped
+    assert bad
+    for line in bad:  # the frame itself, in hex: its last byte is not its checksum
+        data = bytes.fromhex(line.rpartition("| ")[2])
+        assert data[:2] == b"\x55\xaa"
+        assert sum(data[:-1]) % 256 != data[-1]
+    summary = lines[-1]
+    assert summary.startswith("# summary: MCU ")
+    assert f" {len(bad)} bad checksums, " in summary
+    assert f" in {len(skipped)} runs;" in summary
+    noise = sum(len(bytes.fromhex(line.rpartition("| ")[2])) for line in skipped)
+    assert f" {noise} bytes skipped " in summary
+
+
+def test_a_long_run_of_noise_shows_its_first_64_bytes_and_the_count() -> None:
+    line = format_event("rx", Skipped(bytes(range(200)), "noise"), 1.0)
+    assert line.endswith(f"| {bytes(range(64)).hex(' ')} ... (136 more)")
+    assert "skipped 200 bytes (noise)" in line
 
 
 def test_sniff_into_head_ends_quietly(tmp_path: Path) -> None:
@@ -146,6 +193,40 @@ def test_sniff_file_ends_with_a_summary(tmp_path: Path) -> None:
         "# summary: MCU 1 frames, 0 bad checksums, 0 bytes skipped in 0 runs;"
         " WIFI 1 frames, 0 bad checksums, 0 bytes skipped in 0 runs"
     )
+
+
+def _limited() -> None:
+    """A child that would read /dev/zero whole dies of its limit, not the shared machine."""
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+
+@pytest.mark.parametrize("name", ["/dev/zero", "missing.jsonl", "a_directory", "one_long_line"])
+def test_sniff_file_refuses_what_is_no_capture_with_one_line_and_exit_2(
+    tmp_path: Path, name: str
+) -> None:
+    (tmp_path / "a_directory").mkdir()
+    (tmp_path / "one_long_line").write_bytes(b"x" * 200_000)
+    path = name if name.startswith("/") else str(tmp_path / name)
+    result = gateway("sniff", "--file", path, preexec_fn=_limited)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(path)
+
+
+def test_a_link_scheme_is_case_insensitive_as_the_openers_are() -> None:
+    assert link_problem("SOCKET://127.0.0.1:1") is None
+    assert link_problem("Sim://family_a") is None
+    problem = link_problem("TCP://127.0.0.1:6668")
+    assert problem is not None
+    assert "did you mean socket://127.0.0.1:6668?" in problem
+
+
+def test_sniff_and_discover_refuse_a_link_that_can_never_open() -> None:
+    for command in ("sniff", "discover"):
+        result = gateway(command, "--link", "tcp://127.0.0.1:6668")
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("--link: unknown link scheme tcp://")
+        assert len(result.stderr.splitlines()) == 1
 
 
 # -- discover ---------------------------------------------------------------------------------

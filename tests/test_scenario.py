@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -17,10 +18,11 @@ import pytest
 from pymodbus.client import ModbusTcpClient
 
 from gateway.errors import ConfigError
+from gateway.tools import parse_scenario
 from gateway.twin.families import Protection
 from gateway.twin.mcu import McuTwin
-from gateway.twin.options import TwinOptions
-from gateway.twin.scenario import Action, Event, Scenario, parse_scenario
+from gateway.twin.options import TwinOptions, parse_sim_url
+from gateway.twin.scenario import Action, Event, Scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 30.0
@@ -63,6 +65,115 @@ def test_every_bad_event_is_reported_with_its_line() -> None:
     assert errors[2].startswith("s.yaml:4: events[2]: at:")
     assert errors[3].startswith("s.yaml:5: events[3]: expected exactly one action")
     assert errors[4].startswith("s.yaml:6: events[4]: line:")
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        ("{at: .nan, reboot: true}", "at: expected a finite number, got nan"),
+        ("{at: .inf, reboot: true}", "at: expected a finite number, got inf"),
+        ("{at: 1, load: .inf}", "load: expected a finite number, got inf"),
+        ("{at: 1, voltage: -.inf}", "voltage: expected a finite number, got -inf"),
+        ("{at: 1, leakage: 5, for: .nan}", "for: expected a finite number, got nan"),
+        ("{at: 1, load: 5000}", "load: expected a number >= 0 and <= 1000, got 5000"),
+        ("{at: 1, line: silent, for: 0}", "for: expected a number > 0 and <="),
+        ("{at: 1.0e+300, reboot: true}", "at: expected a number >= 0 and <= 2.592e+06"),
+        ("{at: 2001-01-01, reboot: true}", "at: expected a finite number, got datetime"),
+    ],
+)
+def test_every_number_is_finite_and_in_range(event: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_scenario(f"events:\n  - {{at: 0, reboot: true}}\n  - {event}\n", "s.yaml")
+    assert caught.value.errors[0].startswith(f"s.yaml:3: events[1]: {expected}")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("events:\n  - {at: 1, load: !foo 1}\n", "s.yaml:2: <top>: tags are not allowed"),
+        ("events: !!python/object:os.system [ls]\n", "s.yaml:1: <top>: tags are not allowed"),
+        ("events:\n" + "  " + "[" * 60 + "]" * 60 + "\n", "s.yaml:2: <top>: nested deeper"),
+        (
+            "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+            + "".join(
+                f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n"
+                for i in range(6)
+            ),
+            "<top>: more than 100000 nodes",
+        ),
+        ("events: [\n", "s.yaml:2: <top>: invalid YAML"),
+        ("events: 3\n", "s.yaml:1: <top>: expected a mapping with an 'events' list"),
+    ],
+)
+def test_the_file_is_read_with_the_maps_limits(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_scenario(text, "s.yaml")
+    assert expected in caught.value.errors[0], caught.value.errors
+
+
+def _simulate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "simulate", "--listen", "tcp://127.0.0.1:0", *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+        # a loader that reads /dev/zero whole dies of this limit, not the shared machine
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("events:\n  - {at: 1, load: !foo 1}\n", ":2: <top>: tags are not allowed"),
+        ("events:\n  - {at: .nan, trip: over_current}\n", ":2: events[0]: at: expected a finite"),
+        ("events:\n  - {at: 1, load: .inf}\n", ":2: events[0]: load: expected a finite"),
+        ("big", ":1: <top>: the scenario has 2097152 bytes, more than the limit"),
+        ("/dev/zero", ":1: <top>: the scenario is not a regular file"),
+    ],
+    ids=["tag", "nan", "inf", "2 MB", "/dev/zero"],
+)
+def test_simulate_refuses_a_bad_scenario_with_file_line_and_exit_2(
+    tmp_path: Path, content: str, expected: str
+) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("#" * (2 << 20) if content == "big" else content)
+    name = content if content == "/dev/zero" else str(path)
+    result = _simulate("--scenario", name)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(name + expected), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--trip", "over_current", "--at", "nan"], "argument --at: expected a finite number"),
+        (["--trip", "over_current", "--at", "-1"], "argument --at: expected a finite number >= 0"),
+        (["--trip", "over_current", "--at", "inf"], "argument --at: expected a finite number"),
+        (["--load", "nan"], "argument --load: expected a finite number >= 0, got 'nan'"),
+        (["--bad-checksum", "2"], "argument --bad-checksum: expected a probability from 0 to 1"),
+        (["--drop-replies", "-0.1"], "argument --drop-replies: expected a probability"),
+        (["--at", "5"], "--at S says when --trip fires: give --trip too"),
+    ],
+)
+def test_simulate_refuses_bad_quick_flags_with_one_clear_line(
+    flags: list[str], expected: str
+) -> None:
+    result = _simulate(*flags)
+    assert result.returncode == 2, result.stderr
+    # argparse's usage comes first, indented when long; then the one line that says why
+    lines = result.stderr.splitlines()
+    errors = [line for line in lines if not line.startswith(("usage:", " "))]
+    assert len(errors) == 1, result.stderr
+    assert expected in errors[0]
+
+
+def test_a_sim_url_takes_finite_numbers_only() -> None:
+    with pytest.raises(ConfigError, match="option bad_checksum: expected a finite number"):
+        parse_sim_url("sim://?bad_checksum=nan")
+    assert parse_sim_url("sim://?current=2.5").current_a == 2.5
 
 
 def test_a_trip_the_variant_cannot_do_is_refused_before_anything_runs() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from gateway.errors import ConfigError
-from gateway.regmap.yaml_read import compose
+from gateway.regmap.yaml_read import compose_checked
 from gateway.regmap.yaml_schema import (
     AnyOf,
     Bool,
@@ -206,17 +206,9 @@ def check_yaml(
     """Parse YAML text and check it against ``schema`` (``defs`` resolve :class:`Ref` s)."""
     out = Checked({}, {}, [], filename)
     try:
-        root = compose(text, filename)
+        root = compose_checked(text, filename)
     except ConfigError as err:
         out.errors.extend(err.errors)
-        return out
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        problem = getattr(err, "problem", None) or str(err)
-        context = getattr(err, "context", None)
-        detail = f"{problem} ({context})" if context else problem
-        out.errors.append(f"{filename}:{line}: <top>: invalid YAML: {detail}")
         return out
     if root is None:
         out.errors.append(f"{filename}:1: <top>: the file is empty")

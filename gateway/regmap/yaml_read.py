@@ -19,7 +19,7 @@ import yaml
 
 from gateway.errors import ConfigError
 
-__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "MAX_NODES", "compose", "read_text"]
+__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "MAX_NODES", "compose", "compose_checked", "read_text"]
 
 MAX_FILE_BYTES = 1 << 20  # the largest shipped map is 10 kB
 MAX_DEPTH = 50  # the deepest shipped map nests 9 levels; the checker recurses once a level
@@ -168,3 +168,16 @@ def compose(text: str, filename: str) -> yaml.Node | None:
     finally:
         loader.dispose()
     return composer.root
+
+
+def compose_checked(text: str, filename: str) -> yaml.Node | None:
+    """:func:`compose`, with invalid YAML a ConfigError ``file:line: <top>: invalid YAML: ...``."""
+    try:
+        return compose(text, filename)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        problem = getattr(err, "problem", None) or str(err)
+        context = getattr(err, "context", None)
+        detail = f"{problem} ({context})" if context else problem
+        raise ConfigError([f"{filename}:{line}: <top>: invalid YAML: {detail}"]) from None

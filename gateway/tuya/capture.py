@@ -16,6 +16,7 @@ import dataclasses
 import json
 import math
 import os
+import stat
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -128,8 +129,11 @@ def _parse_line(text: str) -> CaptureRecord:
     frames = list(decoder)
     if len(frames) != 1 or decoder.buffered:
         raise ValueError(f"hex is not exactly one valid frame: {item['hex']!r}")
+    mono = float(item["mono"])
+    if not math.isfinite(mono):
+        raise ValueError(f"mono must be a finite number, got {item['mono']!r}")
     return CaptureRecord(
-        mono=float(item["mono"]),
+        mono=mono,
         wall=str(item.get("wall", "")),
         direction=direction,
         frame=frames[0],
@@ -137,14 +141,32 @@ def _parse_line(text: str) -> CaptureRecord:
     )
 
 
+def _open_regular(path: str) -> BinaryIO:
+    """A regular file opened for reading; /dev/zero, a FIFO or a directory is a ConfigError."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer before fstat can refuse it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        raise ConfigError([f"{path}: cannot read the capture: {err.strerror or err}"]) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError([f"{path}: cannot read the capture: not a regular file"])
+    return os.fdopen(fd, "rb")
+
+
 def read_capture(path: str) -> Iterator[CaptureRecord]:
-    """The records of a capture file; a line that does not parse is a ConfigError."""
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    """The records of a capture file; a line that does not parse is a ConfigError.
+
+    Memory stays bounded whatever the file holds: a line longer than any record is refused.
+    """
+    with _open_regular(path) as handle:
+        for number, line in enumerate(iter(lambda: handle.readline(_TAIL + 1), b""), start=1):
+            if len(line) > _TAIL:
+                raise ConfigError([f"{path}:{number}: not a capture record: over {_TAIL} bytes"])
             if not line.strip():
                 continue
             try:
-                record = _parse_line(line)
-            except (ValueError, KeyError, TypeError) as err:
-                raise ConfigError([f"{path}:{number}: not a capture record: {err}"]) from err
+                record = _parse_line(line.decode("utf-8"))
+            except (ValueError, KeyError, TypeError, RecursionError) as err:
+                raise ConfigError([f"{path}:{number}: not a capture record: {err}"]) from None
             yield record

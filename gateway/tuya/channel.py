@@ -14,11 +14,11 @@ import asyncio
 import dataclasses
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import cast
 
 from gateway.errors import LinkClosedError, McuTimeoutError
-from gateway.tuya.protocol import Command, Frame, FrameDecoder
+from gateway.tuya.protocol import Command, Dropped, Frame, FrameDecoder
 
 __all__ = ["FrameChannel", "LinkStats"]
 
@@ -53,6 +53,7 @@ class FrameChannel(asyncio.Protocol):
         gap_s: float,
         line_idle_s: float,
         tap: Callable[[str, Frame], None] | None = None,
+        on_drop: Callable[[Dropped], None] | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._stats = stats
@@ -60,7 +61,7 @@ class FrameChannel(asyncio.Protocol):
         self._gap_s = gap_s
         self._line_idle_s = line_idle_s
         self._tap = tap  # sees every frame: 'rx' or 'tx'
-        self._decoder = FrameDecoder()
+        self._decoder = FrameDecoder(on_drop=on_drop)  # sees what it drops, in order
         self._counted = (0, 0, 0)
         self._transport: asyncio.BaseTransport | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
@@ -89,7 +90,7 @@ class FrameChannel(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self._decoder.feed(data)
-            self._dispatch(list(self._decoder))
+            self._dispatch(self._decoder)  # one at a time: on_drop keeps its place between frames
         except Exception:  # a bug upstream must never kill the transport
             _LOGGER.exception("link: failed on received bytes %s", data.hex(" "))
         self._cancel_idle()
@@ -158,7 +159,7 @@ class FrameChannel(asyncio.Protocol):
     def _line_idle(self) -> None:
         self._idle_handle = None
         try:
-            self._dispatch(self._decoder.flush())
+            self._dispatch(self._decoder.idle())
         except Exception:
             _LOGGER.exception("link: failed while flushing an idle line")
 
@@ -167,9 +168,9 @@ class FrameChannel(asyncio.Protocol):
             self._idle_handle.cancel()
             self._idle_handle = None
 
-    def _dispatch(self, frames: list[Frame]) -> None:
-        self._count_decoder()
+    def _dispatch(self, frames: Iterable[Frame]) -> None:
         for frame in frames:
+            self._count_decoder()
             self._stats.frames_received += 1
             if self._tap is not None:
                 self._tap("rx", frame)
@@ -185,6 +186,7 @@ class FrameChannel(asyncio.Protocol):
                 self._on_frame(frame)
             except Exception:
                 _LOGGER.exception("link: failed to handle %s", frame.describe())
+        self._count_decoder()
 
     def _count_heartbeat(self, frame: Frame) -> None:
         if frame.data[:1] == b"\x00" and self._stats.heartbeat_answers:

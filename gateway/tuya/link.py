@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 from gateway.errors import (
@@ -25,10 +25,11 @@ from gateway.tuya.capture import CaptureWriter
 from gateway.tuya.channel import FrameChannel, LinkStats
 from gateway.tuya.handshake import LinkTimings, probe_mcu, run_handshake, watch_heartbeats
 from gateway.tuya.link_config import LinkConfig, LinkState
-from gateway.tuya.listeners import Listeners
+from gateway.tuya.listeners import LinkEvents
 from gateway.tuya.openers import open_transport
 from gateway.tuya.periodic import keep_alive, query_every
 from gateway.tuya.protocol import Command, DpValue, Frame, ProductInfo, decode_dps
+from gateway.tuya.rejects import RejectedRecords
 from gateway.tuya.writes import DpWrite, WriteGate
 
 __all__ = ["LinkConfig", "LinkState", "LinkStats", "LinkTimings", "McuLink"]
@@ -36,19 +37,18 @@ __all__ = ["LinkConfig", "LinkState", "LinkStats", "LinkTimings", "McuLink"]
 _LOGGER = logging.getLogger(__name__)
 
 
-class McuLink:
+class McuLink(LinkEvents):
     """The link to one MCU; ``start()`` runs it in the background, reconnecting."""
 
     def __init__(self, config: LinkConfig) -> None:
+        super().__init__()  # the listener lists
         self.config = config
         self.state = LinkState.STOPPED
         self.product_info: ProductInfo | None = None
         self.stats = LinkStats()
         self.fatal_error: GatewayError | None = None  # why the link stopped for good
         self._stopping = False
-        self._reports: Listeners[[DpValue]] = Listeners("report")
-        self._states: Listeners[[LinkState]] = Listeners("state")
-        self._traffic: Listeners[[str, Frame]] = Listeners("traffic")
+        self._rejected = RejectedRecords(self.stats, config.url)
         self._channel: FrameChannel | None = None
         self._capture: CaptureWriter | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -56,16 +56,6 @@ class McuLink:
         self._keepalives: list[tuple[DpValue, float]] = []
         self._responder = McuResponder(config, self._publish)
         self._writes = WriteGate(self._pace, self._send_if_ready, self.stats, config.max_frame_data)
-
-    def add_report_listener(self, cb: Callable[[DpValue], None]) -> Callable[[], None]:
-        return self._reports.add(cb)
-
-    def add_state_listener(self, cb: Callable[[LinkState], None]) -> Callable[[], None]:
-        return self._states.add(cb)
-
-    def add_traffic_listener(self, cb: Callable[[str, Frame], None]) -> Callable[[], None]:
-        """Call ``cb(direction, frame)`` for every frame, 'rx' from the MCU or 'tx' to it."""
-        return self._traffic.add(cb)
 
     def _on_traffic(self, direction: str, frame: Frame) -> None:
         if self._capture is not None:
@@ -183,6 +173,7 @@ class McuLink:
             gap_s=cfg.command_gap_s,
             line_idle_s=cfg.timings.line_idle_s,
             tap=self._on_traffic,
+            on_drop=self._drops.notify,
         )
         try:
             await open_transport(cfg.url, channel, cfg.baudrate)
@@ -245,9 +236,7 @@ class McuLink:
             self._responder.handle(self._channel, frame)
 
     def _publish(self, values: tuple[DpValue, ...], errors: tuple[str, ...]) -> None:
-        for error in errors:
-            self.stats.dp_errors += 1
-            _LOGGER.warning("link: rejected DP record: %s", error)
+        self._rejected.note(errors)
         for dp in values:
             self._writes.offer(dp)
             self._reports.notify(dp)

@@ -85,11 +85,12 @@ async def _open_socket(
 
 def link_problem(url: str) -> str | None:
     """Why the MCU link ``url`` can never open, or None (a device path may appear later)."""
-    scheme, sep, rest = url.partition("://")
+    written, sep, rest = url.partition("://")
     if not sep:
         return None if url.strip() else "the link is empty"
-    if scheme.lower() in _CHECKS:
-        return _CHECKS[scheme.lower()](url)
+    scheme = written.lower()  # as the openers and pyserial take it
+    if scheme in _CHECKS:
+        return _CHECKS[scheme](url)
     if scheme in _HOST_PORT_SCHEMES:
         return _host_port_problem(url, scheme)
     if scheme.isidentifier() and importlib.util.find_spec(f"serial.urlhandler.protocol_{scheme}"):
@@ -99,7 +100,7 @@ def link_problem(url: str) -> str | None:
     hint = _SCHEME_HINTS.get(scheme) or (close[0] if close else "")
     advice = f" (did you mean {hint}://{rest}?)" if hint else ""
     names = ", ".join(f"{name}://" for name in known)
-    return f"unknown link scheme {scheme}:// in {url!r}{advice}; known: a device path, {names}"
+    return f"unknown link scheme {written}:// in {url!r}{advice}; known: a device path, {names}"
 
 
 def _host_port_problem(url: str, scheme: str) -> str | None:

@@ -9,7 +9,8 @@ where the checksum is the sum of every preceding byte modulo 256. The WiFi side
 
 Feed received bytes to a :class:`FrameDecoder` and iterate it for frames. On
 garbage, a bad checksum or an impossible length it drops to the next ``55 AA``
-and counts what it dropped; it never raises on input from the wire. DP records live in
+and counts what it dropped (``on_drop`` sees each dropped run, in order with the frames);
+it never raises on input from the wire. DP records live in
 :mod:`gateway.tuya.dp`, frame payloads in :mod:`gateway.tuya.payloads`; both are
 re-exported here, so this module is the codec's one import.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from gateway.errors import ProtocolError
 from gateway.tuya.dp import DpParseResult, DpType, DpValue, decode_dps, encode_dps
@@ -40,13 +41,16 @@ __all__ = [
     "VERSION_GATEWAY",
     "VERSION_LOW_POWER",
     "VERSION_MCU",
+    "BadChecksum",
     "Command",
     "DpParseResult",
     "DpType",
     "DpValue",
+    "Dropped",
     "Frame",
     "FrameDecoder",
     "ProductInfo",
+    "Skipped",
     "checksum",
     "decode_dps",
     "decode_gmt_time",
@@ -136,12 +140,38 @@ class Frame:
         return text
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Skipped:
+    """Bytes that belong to no frame (noise, a cut frame, a header with an absurd length)."""
+
+    data: bytes
+    why: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BadChecksum:
+    """A whole frame whose checksum byte does not match."""
+
+    data: bytes
+
+    @property
+    def expected(self) -> int:
+        return checksum(self.data[:-1])
+
+
+Dropped = Skipped | BadChecksum
+
+
 class FrameDecoder:
     """Incremental frame decoder: ``feed(bytes)``, then iterate for frames."""
 
-    def __init__(self, max_data_len: int = MAX_DATA_LEN) -> None:
+    def __init__(
+        self, max_data_len: int = MAX_DATA_LEN, on_drop: Callable[[Dropped], None] | None = None
+    ) -> None:
         self.max_data_len = max_data_len
+        self.on_drop = on_drop
         self._buffer = bytearray()
+        self._shown = 0  # leading bytes on_drop saw already, as a bad-checksum frame
         self.frames_decoded = 0
         self.bytes_skipped = 0
         self.checksum_errors = 0
@@ -170,25 +200,43 @@ class FrameDecoder:
         caller calls this after a silence longer than any inter-byte gap, so a
         real frame hidden behind a phantom header still comes out.
         """
-        frames = list(self)
-        while self._buffer:
-            self._skip(1)
-            self._resync()
-            frames.extend(self)
-        return frames
+        return list(self.idle())
 
-    def _skip(self, count: int) -> None:
+    def idle(self) -> Iterator[Frame]:
+        """:meth:`flush`, a frame at a time: ``on_drop`` sees each drop in its place."""
+        yield from self
+        while self._buffer:
+            start = self._buffer.find(HEADER, 1)
+            self._skip(len(self._buffer) if start == -1 else start, "incomplete frame")
+            yield from self
+
+    def _skip(self, count: int, why: str = "noise") -> None:
+        if self.on_drop is not None and count > self._shown:
+            self.on_drop(Skipped(bytes(self._buffer[self._shown : count]), why))
+        self._shown = max(0, self._shown - count)
         del self._buffer[:count]
         self.bytes_skipped += count
 
-    def _resync(self) -> None:
+    def _resync(self, why: str = "noise") -> None:
         """Drop bytes up to the next possible header (a lone trailing 0x55 is kept)."""
         start = self._buffer.find(HEADER, 1)
         if start == -1:
             keep = 1 if self._buffer.endswith(HEADER[:1]) else 0
-            self._skip(len(self._buffer) - keep)
+            self._skip(len(self._buffer) - keep, why)
         else:
-            self._skip(start)
+            self._skip(start, why)
+
+    def _bad_checksum(self, total: int) -> None:
+        """Drop a frame whose checksum fails: at a header inside it, the length was noise."""
+        self.checksum_errors += 1
+        inner = self._buffer.find(HEADER, 1)
+        if inner != -1 and inner < total:
+            self._resync("bad frame start")
+            return
+        if self.on_drop is not None:
+            self.on_drop(BadChecksum(bytes(self._buffer[:total])))
+            self._shown = total
+        self._resync()
 
     def _next_frame(self) -> Frame | None:
         buf = self._buffer
@@ -205,16 +253,16 @@ class FrameDecoder:
             length = (buf[4] << 8) | buf[5]
             if length > self.max_data_len:
                 self.oversize_frames += 1
-                self._resync()
+                self._resync(f"length {length} too long")
                 continue
             total = _HEADER_LEN + length + 1
             if len(buf) < total:
                 return None
             if checksum(buf[: total - 1]) != buf[total - 1]:
-                self.checksum_errors += 1
-                self._resync()
+                self._bad_checksum(total)
                 continue
             frame = Frame(command=buf[3], data=bytes(buf[_HEADER_LEN : total - 1]), version=buf[2])
             del buf[:total]
+            self._shown = 0
             self.frames_decoded += 1
             return frame

@@ -1,9 +1,8 @@
 """A sans-IO line scanner for field tools: good frames, bad checksums and skipped bytes, in order.
 
-The link's :class:`~gateway.tuya.protocol.FrameDecoder` only counts what it drops; a person
-reading a line needs to see it. The scanner follows the decoder's rules (resync at the next
-``55 AA``, a length over the limit is noise, an idle line ends a half frame) and reports every
-byte exactly once: in a frame, in a bad-checksum frame, or in a skipped run.
+A passive tap has no link and no decoder: the scanner follows the decoder's rules (resync at
+the next ``55 AA``, a length over the limit is noise, an idle line ends a half frame) and
+reports every byte exactly once: in a frame, in a bad-checksum frame, or in a skipped run.
 """
 
 from __future__ import annotations
@@ -11,30 +10,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 
-from gateway.tuya.protocol import HEADER, MAX_DATA_LEN, Frame, checksum
+from gateway.tuya.protocol import HEADER, MAX_DATA_LEN, BadChecksum, Frame, Skipped, checksum
 
 __all__ = ["BadChecksum", "LineEvent", "LineScanner", "LineTotals", "Skipped"]
 
 _HEADER_LEN = 6  # 55 AA ver cmd len_hi len_lo
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Skipped:
-    """Bytes that belong to no frame (noise, a cut frame, a header with an absurd length)."""
-
-    data: bytes
-    why: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class BadChecksum:
-    """A whole frame whose checksum byte does not match."""
-
-    data: bytes
-
-    @property
-    def expected(self) -> int:
-        return checksum(self.data[:-1])
 
 
 LineEvent = Frame | Skipped | BadChecksum

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from gateway.errors import ConfigError
 from gateway.twin.families import VARIANTS
 
-__all__ = ["TwinOptions", "add_twin_arguments", "parse_sim_url", "twin_options_from_args"]
+__all__ = [
+    "TwinOptions",
+    "add_twin_arguments",
+    "non_negative",
+    "parse_sim_url",
+    "probability",
+    "twin_options_from_args",
+]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -55,8 +63,30 @@ def _convert(name: str, text: str) -> object:
     if kind == "int":
         return int(text)
     if kind in ("float", "float | None"):
-        return float(text)
+        if not math.isfinite(value := float(text)):
+            raise ValueError(f"expected a finite number, got {text!r}")
+        return value
     return text
+
+
+def _float_in(text: str, low: float, high: float, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and low <= value <= high):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def non_negative(text: str) -> float:
+    """argparse type: a finite number >= 0 (seconds, amperes, volts)."""
+    return _float_in(text, 0.0, math.inf, "a finite number >= 0")
+
+
+def probability(text: str) -> float:
+    """argparse type: a probability, 0 to 1."""
+    return _float_in(text, 0.0, 1.0, "a probability from 0 to 1")
 
 
 def parse_sim_url(url: str) -> TwinOptions:
@@ -91,19 +121,19 @@ def add_twin_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``simulate`` command's twin options."""
     parser.add_argument("--variant", default="family_a", choices=sorted(VARIANTS))
     parser.add_argument("--product-key", help="product key the twin reports")
-    parser.add_argument("--load", type=float, default=1.0, metavar="A", help="load current, A")
-    parser.add_argument("--voltage", type=float, default=230.0, metavar="V", help="mains, V")
-    parser.add_argument("--report-interval", type=float, default=5.0, metavar="S")
-    parser.add_argument("--motor-time", type=float, default=0.8, metavar="S")
+    parser.add_argument("--load", type=non_negative, default=1.0, metavar="A", help="load, A")
+    parser.add_argument("--voltage", type=non_negative, default=230.0, metavar="V", help="mains, V")
+    parser.add_argument("--report-interval", type=non_negative, default=5.0, metavar="S")
+    parser.add_argument("--motor-time", type=non_negative, default=0.8, metavar="S")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--no-wifi-gate", action="store_true", help="accept DP commands before WiFi state 4"
     )
     faults = parser.add_argument_group("fault injection")
     faults.add_argument("--garbage", action="store_true", help="noise bytes before each frame")
-    faults.add_argument("--bad-checksum", type=float, default=0.0, metavar="P")
-    faults.add_argument("--drop-replies", type=float, default=0.0, metavar="P")
-    faults.add_argument("--delay", type=float, default=0.0, metavar="S")
+    faults.add_argument("--bad-checksum", type=probability, default=0.0, metavar="P")
+    faults.add_argument("--drop-replies", type=probability, default=0.0, metavar="P")
+    faults.add_argument("--delay", type=non_negative, default=0.0, metavar="S")
     faults.add_argument("--split-bytes", action="store_true", help="one byte per write")
 
 

@@ -13,7 +13,11 @@ starts) and exactly one action, plus ``for`` where an action can end::
       - {at: 50, line: silent, for: 5}  # a line fault: silent, garbage or bad_checksum
 
 Times are relative to :meth:`Scenario.start` on the event loop's clock, the clock the twin's
-own reports and motor use.
+own reports and motor use. Every number must be finite and in its range (:data:`RANGES`).
+
+The twin reads no files: ``simulate`` reads the scenario with the maps' bounded, tag-free YAML
+reader (:func:`gateway.tools.load_scenario`) and hands the composed nodes to
+:func:`events_from_yaml`, which checks every event and names its line.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import asyncio
 import dataclasses
 import enum
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -31,16 +36,17 @@ import yaml
 from gateway.errors import ConfigError
 from gateway.twin.families import Protection
 from gateway.twin.mcu import McuTwin
+from gateway.twin.options import non_negative
 
 __all__ = [
+    "RANGES",
     "Action",
     "Event",
     "LineFault",
     "Scenario",
     "add_cli_options",
-    "events_from_args",
-    "load_scenario",
-    "parse_scenario",
+    "events_from_yaml",
+    "quick_events",
 ]
 
 _LOGGER = logging.getLogger(__name__)
@@ -82,12 +88,31 @@ class Event:
         return f"t={self.at_s:g} s: {self.action.value} {self.value}{until}"
 
 
+MAX_TIME_S = 30 * 86_400.0  # a commissioning run of a month is plenty
+_AT_S = 10.0  # --trip without --at
+# The measured actions' ranges: wide enough for any fault a breaker must trip on.
+RANGES: dict[Action, tuple[float, float]] = {
+    Action.LOAD: (0.0, 1000.0),  # A
+    Action.VOLTAGE: (0.0, 1000.0),  # V
+    Action.LEAKAGE: (0.0, 10_000.0),  # mA
+    Action.TEMPERATURE: (0.0, 200.0),  # °C
+}
+
+
+def _number(name: str, raw: Any, low: float, high: float, *, above: bool = False) -> float:
+    """A finite number in [low, high] (or (low, high] when ``above``); ValueError otherwise."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+        raise ValueError(f"{name}: expected a finite number, got {raw!r}")
+    if raw < low or (above and raw == low) or raw > high:
+        floor = f"> {low:g}" if above else f">= {low:g}"
+        raise ValueError(f"{name}: expected a number {floor} and <= {high:g}, got {raw!r}")
+    return float(raw)
+
+
 def _value(action: Action, raw: Any) -> float | str | bool:
     """The checked value of one action; ValueError says what is expected."""
-    if action in (Action.LOAD, Action.VOLTAGE, Action.LEAKAGE, Action.TEMPERATURE):
-        if isinstance(raw, bool) or not isinstance(raw, int | float) or raw < 0:
-            raise ValueError(f"{action.value}: expected a number >= 0, got {raw!r}")
-        return float(raw)
+    if action in RANGES:
+        return _number(action.value, raw, *RANGES[action])
     if action is Action.TRIP:
         if raw not in {p.value for p in Protection}:
             raise ValueError(f"trip: unknown protection {raw!r} (known: {_PROTECTIONS})")
@@ -109,47 +134,47 @@ def _event(item: Any) -> Event:
     if not isinstance(item, dict):
         raise ValueError(f"expected a mapping like {{at: 10, trip: over_current}}, got {item!r}")
     rest = dict(item)
-    at, for_s = rest.pop("at", None), rest.pop("for", None)
-    if isinstance(at, bool) or not isinstance(at, int | float) or at < 0:
-        raise ValueError(f"at: expected seconds >= 0, got {at!r}")
-    if for_s is not None and (not isinstance(for_s, int | float) or for_s <= 0):
-        raise ValueError(f"for: expected seconds > 0, got {for_s!r}")
+    at = _number("at", rest.pop("at", None), 0.0, MAX_TIME_S)
+    for_s = rest.pop("for", None)
+    if for_s is not None:
+        for_s = _number("for", for_s, 0.0, MAX_TIME_S, above=True)
     if len(rest) != 1:
         raise ValueError(f"expected exactly one action ({', '.join(Action)}), got {sorted(rest)}")
     ((key, raw),) = rest.items()
     if key not in set(Action):
         raise ValueError(f"unknown action {key!r} (known: {', '.join(Action)})")
     action = Action(key)
-    return Event(float(at), action, _value(action, raw), None if for_s is None else float(for_s))
+    return Event(at, action, _value(action, raw), for_s)
 
 
-def parse_scenario(text: str, filename: str = "<scenario>") -> tuple[Event, ...]:
-    """The events of a scenario, by time; ConfigError lists every bad event with its line."""
+def _event_nodes(root: yaml.Node | None, filename: str) -> list[yaml.Node]:
+    if isinstance(root, yaml.MappingNode):
+        for key, value in root.value:
+            if key.value == "events" and isinstance(value, yaml.SequenceNode):
+                return list(value.value)
+    line = root.start_mark.line + 1 if root is not None else 1
+    raise ConfigError([f"{filename}:{line}: <top>: expected a mapping with an 'events' list"])
+
+
+def _construct(node: yaml.Node) -> Any:
+    """The Python value of a composed (tag-free, bounded) node; ValueError if it has none."""
     try:
-        root = yaml.compose(text)
-    except yaml.YAMLError as err:
-        raise ConfigError([f"{filename}: not YAML: {err}"]) from err
-    data = yaml.safe_load(text) if root is not None else None
-    if root is None or not isinstance(data, dict) or not isinstance(data.get("events"), list):
-        raise ConfigError([f"{filename}: expected a mapping with an 'events' list"])
-    items = next(v for k, v in root.value if k.value == "events").value
+        return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
+    except (ValueError, OverflowError, TypeError, yaml.YAMLError) as err:
+        raise ValueError(f"not a valid value: {str(err).splitlines()[0][:80]}") from None
+
+
+def events_from_yaml(root: yaml.Node | None, filename: str) -> tuple[Event, ...]:
+    """The events of a composed scenario, by time; ConfigError lists each bad event's line."""
     events, errors = [], []
-    for index, (item, node) in enumerate(zip(data["events"], items, strict=True)):
+    for index, node in enumerate(_event_nodes(root, filename)):
         try:
-            events.append(_event(item))
+            events.append(_event(_construct(node)))
         except ValueError as err:
             errors.append(f"{filename}:{node.start_mark.line + 1}: events[{index}]: {err}")
     if errors:
         raise ConfigError(errors)
     return tuple(sorted(events, key=lambda e: e.at_s))
-
-
-def load_scenario(path: str) -> tuple[Event, ...]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return parse_scenario(handle.read(), path)
-    except OSError as err:
-        raise ConfigError([f"{path}: cannot read the scenario: {err}"]) from err
 
 
 class Scenario:
@@ -246,12 +271,18 @@ def add_cli_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("scenario (times in seconds after the twin starts)")
     group.add_argument("--scenario", metavar="FILE", help="timed events (YAML)")
     group.add_argument("--trip", choices=[p.value for p in Protection], help="trip once")
-    group.add_argument("--at", type=float, default=10.0, metavar="S", help="when --trip fires")
+    group.add_argument(
+        "--at", type=non_negative, metavar="S", help=f"when --trip fires (default {_AT_S:g})"
+    )
 
 
-def events_from_args(args: argparse.Namespace) -> tuple[Event, ...]:
-    """The scenario file's events plus the quick flags'."""
-    events = load_scenario(args.scenario) if args.scenario else ()
-    if args.trip:
-        events += (Event(args.at, Action.TRIP, args.trip),)
-    return tuple(sorted(events, key=lambda e: e.at_s))
+def quick_events(args: argparse.Namespace) -> tuple[Event, ...]:
+    """The quick flags' events; ConfigError for ``--at`` without ``--trip``."""
+    if args.at is not None and not args.trip:
+        raise ConfigError(["--at S says when --trip fires: give --trip too"])
+    if not args.trip:
+        return ()
+    at_s = _AT_S if args.at is None else args.at
+    if at_s > MAX_TIME_S:
+        raise ConfigError([f"--at: expected seconds <= {MAX_TIME_S:g}, got {at_s:g}"])
+    return (Event(at_s, Action.TRIP, args.trip),)

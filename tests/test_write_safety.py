@@ -214,6 +214,34 @@ async def test_stalled_bridge_never_doubles_a_switch_command(
         await bridge.close()
 
 
+async def test_a_switch_the_link_drops_in_its_window_is_sent_outcome_unknown_and_late_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Heartbeat loss takes the link DOWN inside the 5 s window; the 4 s motor acts later."""
+    caplog.set_level(logging.INFO)
+    soak = load_bench("soak_parts")
+    path = soak.soak_map(tmp_path)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("confirm_timeout_s: 1.5", "confirm_timeout_s: 5.0", 1))
+    rig = await soak.start_rig(path, motor_time_s=4.0)
+    try:
+        assert rig.twin.switch_on
+        client = await RawClient.open(rig.service.tcp_port)
+        rig.bridge.forwarding.clear()
+        client.send((1, 1, b"\x05\x00\x00\x00\x00"))  # open the breaker
+        assert await client.reply() == (1, b"\x85\x0b")  # the link went down, not the window
+        assert "went DOWN" in caplog.text
+        rig.bridge.forwarding.set()  # the held command reaches the MCU now
+        await eventually(lambda: rig.link.stats.late_confirmations == 1)
+        assert not rig.twin.switch_on
+        assert [dp for _, dp in rig.sent] == [DpValue.of_bool(16, False)]  # once
+        assert "dp16 bool=False: sent, outcome unknown" in caplog.text
+        assert "late confirmation: the MCU reported dp16 bool=False" in caplog.text
+        client.close()
+    finally:
+        await rig.stop()
+
+
 # -- issue 12.3: never wedge the MCU with one frame --------------------------------------------
 SIX_RECORD_MAP = DEFAULT_TEXT.replace(
     "      under_voltage: {id: 4, unit: V, min: 100, max: 220}\n",

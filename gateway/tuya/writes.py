@@ -9,6 +9,7 @@ nothing once the window has ended. A motor write never waits behind another requ
 refused (BusyError). When a motor write ends unconfirmed (an old state reported meanwhile does
 not count: the motor may still be moving) the gate drops the requests queued behind it, asks
 the MCU for its state (0x08), and logs and counts a confirmation that arrives after the window.
+A write the link drops after it was sent ends the same way: sent, outcome unknown.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import NoReturn
 
 from gateway.errors import (
     BusyError,
@@ -50,7 +52,7 @@ LATE_WATCH_S = 60.0
 @dataclasses.dataclass(frozen=True, slots=True)
 class _LateWatch:
     write: DpWrite
-    ended: float  # loop time its window ended
+    ended: float  # loop time it ended unconfirmed (window over, or the link went down)
 
 
 class WriteTurn:
@@ -178,14 +180,25 @@ class WriteGate:
         write = waiter.write
         frame = Frame(Command.DP_COMMAND, write.dp.encode())
         await self._send_first(frame, write, deadline)
-        if not write.motor:
-            halfway = loop.time() + (deadline - loop.time()) / 2
-            if await waiter.wait_until(halfway) is None:
-                await self._resend(frame, write, deadline)
-        confirmed = await waiter.wait_until(deadline)
+        try:
+            if not write.motor:
+                halfway = loop.time() + (deadline - loop.time()) / 2
+                if await waiter.wait_until(halfway) is None:
+                    await self._resend(frame, write, deadline)
+            confirmed = await waiter.wait_until(deadline)
+        except LinkClosedError as err:
+            await self._lost(write, err)
         if confirmed is not None:
             return confirmed
         return await self._unconfirmed(waiter, deadline)
+
+    async def _lost(self, write: DpWrite, err: LinkClosedError) -> NoReturn:
+        """The link left READY after ``write`` was sent: the MCU may still act on it."""
+        self._late[write.dp.dpid] = _LateWatch(write, asyncio.get_running_loop().time())
+        if write.motor:
+            self._drop_queued(write)
+            await self._query_state()
+        raise LinkClosedError(f"{write.dp.describe()}: sent, outcome unknown: {err}") from err
 
     async def _send_first(self, frame: Frame, write: DpWrite, deadline: float) -> None:
         await self._pace()
@@ -249,7 +262,11 @@ class WriteGate:
             await self._pace()
             self._send(Frame(Command.DP_QUERY))
         except LinkError as err:
-            _LOGGER.info("link: state not re-read after an unconfirmed motor command: %s", err)
+            _LOGGER.info(
+                "link: state not re-read now after an unconfirmed motor command (%s);"
+                " the handshake's query-all re-reads it when the link is back",
+                err,
+            )
 
     def _check_late(self, dp: DpValue) -> None:
         watch = self._late.get(dp.dpid)
@@ -261,7 +278,7 @@ class WriteGate:
             return
         self._stats.late_confirmations += 1
         _LOGGER.warning(
-            "link: late confirmation: the MCU reported %s %.1f s after the window of %s ended",
+            "link: late confirmation: the MCU reported %s %.1f s after %s ended unconfirmed",
             dp.describe(),
             after,
             watch.write.dp.describe(),

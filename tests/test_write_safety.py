@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import struct
 from collections.abc import AsyncIterator
@@ -236,6 +237,9 @@ async def test_a_switch_the_link_drops_in_its_window_is_sent_outcome_unknown_and
         assert not rig.twin.switch_on
         assert [dp for _, dp in rig.sent] == [DpValue.of_bool(16, False)]  # once
         assert "dp16 bool=False: sent, outcome unknown" in caplog.text
+        assert re.search(  # the uniform line: it failed, it was not refused for a link down
+            r"write failed: switch = 0 by \S+: sent, outcome unknown \(0x0B\)", caplog.text
+        )
         assert "late confirmation: the MCU reported dp16 bool=False" in caplog.text
         client.close()
     finally:
@@ -268,6 +272,10 @@ async def test_a_write_needing_an_oversized_frame_is_refused_and_the_mcu_stays_a
     client.send((3, 1, write_register(22, 1)))  # a 6th would need 28: refused, never sent
     assert await client.reply() == (3, b"\x86\x04")
     assert "needs 28 data bytes in one frame, the MCU receives at most 24" in caplog.text
+    assert re.search(  # the uniform line: refused, nothing sent (not "another value")
+        r"write refused: extra_7 = 1 by \S+: frame too long for the MCU: not sent \(0x04\)",
+        caplog.text,
+    )
     client.send((4, 1, SWITCH_ON))
     assert await client.reply() == (4, SWITCH_ON)  # the MCU still hears
     assert not twin.wedged

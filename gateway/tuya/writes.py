@@ -262,11 +262,7 @@ class WriteGate:
             await self._pace()
             self._send(Frame(Command.DP_QUERY))
         except LinkError as err:
-            _LOGGER.info(
-                "link: state not re-read now after an unconfirmed motor command (%s);"
-                " the handshake's query-all re-reads it when the link is back",
-                err,
-            )
+            _LOGGER.info("link: state not re-read now (%s); the reconnect's query-all will", err)
 
     def _check_late(self, dp: DpValue) -> None:
         watch = self._late.get(dp.dpid)

@@ -174,6 +174,18 @@ class _BoundBackend(UnitProxy):
             log_refused_write(self.info, table, address, values, client, code, known)
         return code
 
+    def refused(
+        self,
+        table: Table,
+        address: int,
+        values: list[int],
+        client: str,
+        code: ExceptionCode,
+        why: str,
+    ) -> None:
+        """The server refused a write before it got here: the same line as any refusal."""
+        log_refused_write(self.info, table, address, values, client, code, why)
+
 
 def bind_unit(backend: UnitBackend, info: UnitInfo) -> UnitBackend:
     """``backend`` as served: its lines name the unit and link; each refusal logs one line."""

@@ -172,7 +172,11 @@ async def test_pipelined_switch_write_is_busy_at_once_and_never_sent(
     sent = [dp.payload for dp in commands(peer.peer, 18)]
     assert sent
     assert not any(bytes.fromhex("040100B4") in payload for payload in sent)  # the 3rd: never
-    assert "refused (0x06): it moves the breaker motor and would wait" in caplog.text
+    assert re.search(  # the uniform refusal line, with the point's name
+        r"write refused: switch = 1 by \S+: busy: would wait behind 3 request\(s\) on this"
+        r" connection; never queued \(0x06\)",
+        caplog.text,
+    )
     client.close()
 
 
@@ -317,7 +321,49 @@ async def test_tcp_unit_0_and_255_do_not_switch(
     assert await client.reply() == (4, SWITCH_ON)
     assert commands(peer.peer, 16) == [DpValue.of_bool(16, True)]
     assert service.units[1].backend.stats.broadcast_writes_refused == 2
-    assert "refused (0x01): it would switch the breaker through an alias" in caplog.text
+    for unit in (0, 255):
+        assert re.search(
+            rf"write refused: switch = 1 by \S+: broadcast \(unit {unit}\): motor writes need an"
+            r" address; or set allow_broadcast_switch \(0x01\)",
+            caplog.text,
+        )
+    client.close()
+
+
+async def test_tcp_unit_0_and_255_write_nothing_when_they_reach_several_units(
+    gateways: list[GatewayService], caplog: pytest.LogCaptureFixture
+) -> None:
+    """No single unit behind 0/255: every write is refused 0x01 (not 0x0B), reads are unknown."""
+    devices = tuple(
+        DeviceConfig(u, f"sim://family_a?seed={u}", "register_map.yaml") for u in (1, 2)
+    )
+    config = GatewayConfig(devices, TcpListener("127.0.0.1", 0), None, WritePolicy())
+    service = GatewayService(config)
+    await service.start()
+    gateways.append(service)
+    for unit in (1, 2):
+        await service.units[unit].link.wait_ready(READY_S)
+    client = await RawClient.open(service.tcp_port)
+    client.send((1, 0, b"\x05\x00\x00\x00\x00"))  # switch off: it would move two motors
+    assert await client.reply() == (1, b"\x85\x01")
+    client.send((2, 255, write_register(0, 40)))  # moves no motor, but which unit's?
+    assert await client.reply() == (2, b"\x86\x01")
+    client.send((3, 0, b"\x01\x00\x00\x00\x01"))  # a read: no unit 0 here
+    assert await client.reply() == (3, b"\x81\x0b")
+    for unit in (1, 2):
+        twin = running_twin(service.units[unit].link.config.url)
+        assert twin is not None
+        assert twin.switch_on  # never sent
+        assert service.units[unit].backend.stats.broadcast_writes_refused == 1
+    refused = [r.getMessage() for r in caplog.records if r.name == "gateway.logs"]
+    assert len(refused) == 4  # each request once per unit, each line naming the unit's point
+    assert [m.split(" by ")[0] for m in refused] == [
+        "write refused: switch = 0",
+        "write refused: switch = 0",
+        "write refused: overcurrent_threshold = 40",
+        "write refused: overcurrent_threshold = 40",
+    ]
+    assert refused[0].endswith(": unit 0 reaches 2 units here: writes need an address (0x01)")
     client.close()
 
 

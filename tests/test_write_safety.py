@@ -7,12 +7,14 @@ Each test here failed on the code before the one write gate: see /work/notes/h1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import signal
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bench_modules import load_bench
@@ -26,6 +28,7 @@ from gateway.modbus.rtu import crc16
 from gateway.modbus.server import RtuListener, TcpListener
 from gateway.regmap.load import load_map
 from gateway.service import GatewayService
+from gateway.tuya.link_config import LinkState
 from gateway.tuya.protocol import Command, DpValue, Frame, FrameDecoder, decode_dps
 from gateway.twin import McuTwin, TwinOptions, running_twin
 
@@ -219,11 +222,10 @@ async def test_stalled_bridge_never_doubles_a_switch_command(
         await bridge.close()
 
 
-async def test_a_switch_the_link_drops_in_its_window_is_sent_outcome_unknown_and_late_counted(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Heartbeat loss takes the link DOWN inside the 5 s window; the 4 s motor acts later."""
-    caplog.set_level(logging.INFO)
+@contextlib.asynccontextmanager
+async def stalled_switch_rig(tmp_path: Path, pdu: bytes) -> AsyncIterator[Any]:
+    """A 4 s motor twin behind a bridge that stalls as ``pdu`` (a switch write) is sent: the
+    heartbeat loss takes the link DOWN inside the 5 s window; then the bridge forwards again."""
     soak = load_bench("soak_parts")
     path = soak.soak_map(tmp_path)
     text = path.read_text(encoding="utf-8")
@@ -233,10 +235,21 @@ async def test_a_switch_the_link_drops_in_its_window_is_sent_outcome_unknown_and
         assert rig.twin.switch_on
         client = await RawClient.open(rig.service.tcp_port)
         rig.bridge.forwarding.clear()
-        client.send((1, 1, b"\x05\x00\x00\x00\x00"))  # open the breaker
-        assert await client.reply() == (1, b"\x85\x0b")  # the link went down, not the window
-        assert "went DOWN" in caplog.text
+        client.send((1, 1, pdu))
+        assert await client.reply() == (1, b"\x85\x0b")
+        assert rig.link.state is not LinkState.READY  # the link went down, not the window
         rig.bridge.forwarding.set()  # the held command reaches the MCU now
+        client.close()
+        yield rig
+    finally:
+        await rig.stop()
+
+
+async def test_a_switch_the_link_drops_in_its_window_is_sent_outcome_unknown_and_late_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with stalled_switch_rig(tmp_path, b"\x05\x00\x00\x00\x00") as rig:  # open it
         await eventually(lambda: rig.link.stats.late_confirmations == 1)
         assert not rig.twin.switch_on
         assert [dp for _, dp in rig.sent] == [DpValue.of_bool(16, False)]  # once
@@ -245,9 +258,21 @@ async def test_a_switch_the_link_drops_in_its_window_is_sent_outcome_unknown_and
             r"write failed: switch = 0 by \S+: sent, outcome unknown \(0x0B\)", caplog.text
         )
         assert "late confirmation: the MCU reported dp16 bool=False" in caplog.text
-        client.close()
-    finally:
-        await rig.stop()
+
+
+async def test_a_report_of_the_state_the_breaker_already_had_is_no_late_confirmation(
+    tmp_path: Path,
+) -> None:
+    async with stalled_switch_rig(tmp_path, SWITCH_ON) as rig:  # it is on already
+        await eventually(
+            lambda: DpValue.of_bool(16, True) in [dp for _, dp in rig.twin.dp_commands]
+        )
+        await rig.link.wait_ready(READY_S)
+        reports: list[DpValue] = []
+        rig.link.add_report_listener(reports.append)
+        await rig.link.query_all()  # the MCU answers after the command it got through the stall
+        await eventually(lambda: DpValue.of_bool(16, True) in reports)
+        assert rig.link.stats.late_confirmations == 0
 
 
 # -- issue 12.3: never wedge the MCU with one frame --------------------------------------------

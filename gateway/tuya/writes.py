@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import NoReturn
@@ -32,7 +31,7 @@ from gateway.errors import (
     WriteNotSentError,
 )
 from gateway.tuya.channel import LinkStats
-from gateway.tuya.confirmation import Confirmation, DpWrite
+from gateway.tuya.confirmation import Confirmation, DpWrite, LateWatches
 from gateway.tuya.protocol import Command, DpValue, Frame
 
 __all__ = ["MIN_WINDOW_SHARE", "DpWrite", "WriteGate", "WriteTurn"]
@@ -45,14 +44,6 @@ Send = Callable[[Frame], None]  # raises LinkNotReadyError when the link is not 
 # Sent with less than half its window left, the MCU could act after the client was told the
 # write failed.
 MIN_WINDOW_SHARE = 0.5
-# How long after its window a confirming report still counts as a late confirmation.
-LATE_WATCH_S = 60.0
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _LateWatch:
-    write: DpWrite
-    ended: float  # loop time it ended unconfirmed (window over, or the link went down)
 
 
 class WriteTurn:
@@ -82,7 +73,7 @@ class WriteGate:
         self._epoch = 0  # bumped to drop every request waiting for the lock
         self._last_motor: float | None = None  # loop time a motor command was last sent
         self._waiting: dict[int, list[Confirmation]] = {}
-        self._late: dict[int, _LateWatch] = {}
+        self._late = LateWatches()
 
     def offer(self, dp: DpValue) -> None:
         """Every DP report from the MCU comes through here."""
@@ -167,7 +158,7 @@ class WriteGate:
         LinkClosedError: the link left READY after sending.
         """
         self.check_size(write.dp)
-        self._late.pop(write.dp.dpid, None)
+        self._late.forget(write.dp.dpid)
         waiter = Confirmation(write)
         self._waiting.setdefault(write.dp.dpid, []).append(waiter)
         try:
@@ -194,7 +185,7 @@ class WriteGate:
 
     async def _lost(self, write: DpWrite, err: LinkClosedError) -> NoReturn:
         """The link left READY after ``write`` was sent: the MCU may still act on it."""
-        self._late[write.dp.dpid] = _LateWatch(write, asyncio.get_running_loop().time())
+        self._late.watch(write, asyncio.get_running_loop().time())
         if write.motor:
             self._drop_queued(write)
             await self._query_state()
@@ -229,7 +220,7 @@ class WriteGate:
 
     async def _unconfirmed(self, waiter: Confirmation, deadline: float) -> DpValue:
         write, other = waiter.write, waiter.last_other
-        self._late[write.dp.dpid] = _LateWatch(write, deadline)
+        self._late.watch(write, deadline)
         if write.motor:  # a report of the old state does not stop a motor that is moving
             self._drop_queued(write)
             await self._query_state()
@@ -265,19 +256,15 @@ class WriteGate:
             _LOGGER.info("link: state not re-read now (%s); the reconnect's query-all will", err)
 
     def _check_late(self, dp: DpValue) -> None:
-        watch = self._late.get(dp.dpid)
-        if watch is None or not watch.write.confirmed_by(dp):
-            return
-        del self._late[dp.dpid]
-        after = asyncio.get_running_loop().time() - watch.ended
-        if after > LATE_WATCH_S:
+        late = self._late.check(dp, asyncio.get_running_loop().time())
+        if late is None:
             return
         self._stats.late_confirmations += 1
         _LOGGER.warning(
             "link: late confirmation: the MCU reported %s %.1f s after %s ended unconfirmed",
             dp.describe(),
-            after,
-            watch.write.dp.describe(),
+            late[1],
+            late[0].dp.describe(),
         )
 
     async def send_unconfirmed(self, dp: DpValue) -> None:

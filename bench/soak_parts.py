@@ -200,9 +200,11 @@ class Rig:
         await self.endpoint.wait_closed()
 
 
-async def start_rig(map_path: Path, seed: int = 0) -> Rig:
+async def start_rig(map_path: Path, seed: int = 0, motor_time_s: float = 0.1) -> Rig:
     """The real service, unit 1 on a fast twin behind a bridge, TCP on a free port, READY."""
-    twin = McuTwin(parse_sim_url(f"sim://family_a?report_interval=0.2&motor_time=0.1&seed={seed}"))
+    twin = McuTwin(
+        parse_sim_url(f"sim://family_a?report_interval=0.2&motor_time={motor_time_s}&seed={seed}")
+    )
     endpoint = await serve_tcp("127.0.0.1", 0, lambda: twin)  # one MCU across reconnects
     bridge = await StallingBridge(endpoint.sockets[0].getsockname()[1]).open()
     config = GatewayConfig(

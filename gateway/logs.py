@@ -30,6 +30,7 @@ from gateway.modbus.proxy import UnitProxy
 from gateway.modbus.tables import ExceptionCode, Table
 from gateway.regmap.registers import decode_value
 from gateway.regmap.specs import RegisterMap
+from gateway.unit.outcome import FAILED, WriteOutcome, recording
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -131,27 +132,12 @@ def add_cli_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class WriteOutcome(enum.StrEnum):
-    """Why a Modbus write did not happen, or did not end well."""
-
-    READ_ONLY = "read-only"
-    NOT_WRITABLE = "not writable"
-    NO_POINT = "no writable point there"
-    RANGE = "out of range"
-    BUSY = "busy"
-    LINK_DOWN = "link down"
-    UNCONFIRMED = "not confirmed in time"
-    MISMATCH = "the MCU reported another value"
-    NOT_SERVING = "not served: --map auto has no map for this MCU (yet)"
-
-
-_REFUSALS = {  # code -> outcome; 0x01 and 0x0B depend on the gateway's state
+_REFUSALS = {  # code -> outcome when the write path recorded none; 0x01, 0x0B: the state
     ExceptionCode.ILLEGAL_DATA_ADDRESS: WriteOutcome.NO_POINT,
     ExceptionCode.ILLEGAL_DATA_VALUE: WriteOutcome.RANGE,
     ExceptionCode.SERVER_DEVICE_BUSY: WriteOutcome.BUSY,
     ExceptionCode.SERVER_DEVICE_FAILURE: WriteOutcome.MISMATCH,
 }
-_FAILED = (WriteOutcome.UNCONFIRMED, WriteOutcome.MISMATCH)  # sent: "failed", not "refused"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -181,11 +167,24 @@ class _BoundBackend(UnitProxy):
         client: str,
         arrived: float | None = None,
     ) -> ExceptionCode | None:
-        with unit_context(self.info.unit, self.info.link):
+        with unit_context(self.info.unit, self.info.link), recording() as outcomes:
             code = await self.inner.write(table, address, values, client, arrived)
-            if code is not None:
-                log_refused_write(self.info, table, address, values, client, code)
-            return code
+        if code is not None:
+            known = outcomes[-1] if outcomes else None
+            log_refused_write(self.info, table, address, values, client, code, known)
+        return code
+
+    def refused(
+        self,
+        table: Table,
+        address: int,
+        values: list[int],
+        client: str,
+        code: ExceptionCode,
+        why: str,
+    ) -> None:
+        """The server refused a write before it got here: the same line as any refusal."""
+        log_refused_write(self.info, table, address, values, client, code, why)
 
 
 def bind_unit(backend: UnitBackend, info: UnitInfo) -> UnitBackend:
@@ -193,7 +192,9 @@ def bind_unit(backend: UnitBackend, info: UnitInfo) -> UnitBackend:
     return _BoundBackend(backend, info)
 
 
-def _outcome(info: UnitInfo, code: ExceptionCode) -> WriteOutcome:
+def _outcome(info: UnitInfo, code: ExceptionCode, known: str | None) -> str:
+    if known is not None:
+        return known  # what the write path saw: the code alone cannot tell
     if not info.serving():
         return WriteOutcome.NOT_SERVING
     if code is ExceptionCode.ILLEGAL_FUNCTION:
@@ -227,21 +228,31 @@ def _written(
 
 
 def log_refused_write(
-    info: UnitInfo, table: Table, address: int, values: list[int], client: str, code: int
+    info: UnitInfo,
+    table: Table,
+    address: int,
+    values: list[int],
+    client: str,
+    code: int,
+    outcome: str | None = None,
 ) -> None:
-    """The one line of a refused (or failed) write: same shape whatever the reason."""
-    outcome = _outcome(info, ExceptionCode(code))
+    """The one line of a refused (or failed) write: same shape whatever the reason.
+
+    ``outcome`` is why, as the write path knows it; without it the code and the unit's state
+    tell (less precisely: 0x04 and 0x0B have more than one meaning).
+    """
+    reason = _outcome(info, ExceptionCode(code), outcome)
     asked = _written(info.current_map(), table, address, values)
-    verb = "failed" if outcome in _FAILED else "refused"
+    verb = "failed" if reason in FAILED else "refused"
     shown = ", ".join(f"{name} = {value}" for name, value in asked.items())
-    fields = {"event": f"write_{verb}", "points": asked, "reason": outcome.value}
+    fields = {"event": f"write_{verb}", "points": asked, "reason": str(reason)}
     fields |= {"code": f"0x{code:02X}", "client": client}
     _LOGGER.warning(
         "write %s: %s by %s: %s (0x%02X)",
         verb,
         shown,
         client,
-        outcome.value,
+        reason,
         code,
         extra={"fields": fields, "unit": info.unit, "link": info.link},
     )

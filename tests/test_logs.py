@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient, ModbusTcpClient
+from test_write_safety import RawClient, write_register
 from waiting import eventually
 
 from gateway import logs
@@ -184,3 +185,44 @@ def test_a_refused_register_write_names_the_point_and_rounds_its_value(
         "write refused: temperature_threshold = 123.4 by plc: out of range (0x03)"
     )
     assert record["fields"]["link"] == "sim://family_b"
+
+
+async def test_refusals_by_the_server_use_the_one_line_with_unit_link_and_point(
+    captured: io.StringIO,
+) -> None:
+    """Writes to the broadcast alias and queued switch writes: refused before the unit sees them."""
+    device = DeviceConfig(unit=3, link="sim://", map_path="register_map.yaml")
+    policy = WritePolicy(switch_interval_s=0.0)
+    service = GatewayService(GatewayConfig((device,), TcpListener("127.0.0.1", 0), None, policy))
+    await service.start()
+    client = await RawClient.open(service.tcp_port)
+    try:
+        await service.units[3].link.wait_ready(TIMEOUT_S)
+        client.send((1, 0, b"\x05\x00\x00\x00\x00"))  # switch off through the alias
+        assert await client.reply() == (1, b"\x85\x01")
+        client.send((2, 3, write_register(0, 40)), (3, 3, b"\x05\x00\x00\x00\x00"))
+        assert await client.reply() == (3, b"\x85\x06")  # at once, ahead of the write
+        assert await client.reply() == (2, write_register(0, 40))
+    finally:
+        client.close()
+        await service.stop()
+    lines = [json.loads(line) for line in captured.getvalue().splitlines()]
+    refused = [r for r in lines if r["message"].startswith("write refused")]
+    reasons = {
+        "broadcast (unit 0): motor writes need an address; or set allow_broadcast_switch": "0x01",
+        "busy: would wait behind 1 request(s) on this connection; never queued": "0x06",
+    }
+    assert [r["fields"]["reason"] for r in refused] == list(reasons)
+    for record in refused:
+        fields = record["fields"]
+        reason, code = fields["reason"], reasons[fields["reason"]]
+        assert (
+            record["message"]
+            == f"write refused: switch = 0 by {fields['client']}: {reason} ({code})"
+        )
+        assert record["logger"] == "gateway.logs"
+        assert record["unit"] == 3
+        assert fields["link"] == "sim://"
+        assert fields["points"] == {"switch": 0}
+        assert fields["code"] == code
+        assert fields["event"] == "write_refused"

@@ -59,6 +59,7 @@ class MemoryBackend:
         self.counts: Counter[ExceptionCode | None] = Counter()
         self.motor_coils: set[int] = set()  # coils whose write would move a breaker motor
         self.broadcasts_refused = 0
+        self.refusals: list[tuple[Table, int, list[int], str, ExceptionCode, str]] = []
 
     def read(self, table: Table, address: int, count: int) -> list[int] | ExceptionCode:
         if self.read_exception is not None:
@@ -96,6 +97,17 @@ class MemoryBackend:
 
     def count_broadcast_refused(self) -> None:
         self.broadcasts_refused += 1
+
+    def refused(
+        self,
+        table: Table,
+        address: int,
+        values: list[int],
+        client: str,
+        code: ExceptionCode,
+        why: str,
+    ) -> None:
+        self.refusals.append((table, address, values, client, code, why))
 
 
 def _is_backend(backend: UnitBackend) -> UnitBackend:

@@ -7,11 +7,14 @@ Each test here failed on the code before the one write gate: see /work/notes/h1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import re
 import signal
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bench_modules import load_bench
@@ -25,6 +28,7 @@ from gateway.modbus.rtu import crc16
 from gateway.modbus.server import RtuListener, TcpListener
 from gateway.regmap.load import load_map
 from gateway.service import GatewayService
+from gateway.tuya.link_config import LinkState
 from gateway.tuya.protocol import Command, DpValue, Frame, FrameDecoder, decode_dps
 from gateway.twin import McuTwin, TwinOptions, running_twin
 
@@ -171,7 +175,11 @@ async def test_pipelined_switch_write_is_busy_at_once_and_never_sent(
     sent = [dp.payload for dp in commands(peer.peer, 18)]
     assert sent
     assert not any(bytes.fromhex("040100B4") in payload for payload in sent)  # the 3rd: never
-    assert "refused (0x06): it moves the breaker motor and would wait" in caplog.text
+    assert re.search(  # the uniform refusal line, with the point's name
+        r"write refused: switch = 1 by \S+: busy: would wait behind 3 request\(s\) on this"
+        r" connection; never queued \(0x06\)",
+        caplog.text,
+    )
     client.close()
 
 
@@ -214,6 +222,59 @@ async def test_stalled_bridge_never_doubles_a_switch_command(
         await bridge.close()
 
 
+@contextlib.asynccontextmanager
+async def stalled_switch_rig(tmp_path: Path, pdu: bytes) -> AsyncIterator[Any]:
+    """A 4 s motor twin behind a bridge that stalls as ``pdu`` (a switch write) is sent: the
+    heartbeat loss takes the link DOWN inside the 5 s window; then the bridge forwards again."""
+    soak = load_bench("soak_parts")
+    path = soak.soak_map(tmp_path)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("confirm_timeout_s: 1.5", "confirm_timeout_s: 5.0", 1))
+    rig = await soak.start_rig(path, motor_time_s=4.0)
+    try:
+        assert rig.twin.switch_on
+        client = await RawClient.open(rig.service.tcp_port)
+        rig.bridge.forwarding.clear()
+        client.send((1, 1, pdu))
+        assert await client.reply() == (1, b"\x85\x0b")
+        assert rig.link.state is not LinkState.READY  # the link went down, not the window
+        rig.bridge.forwarding.set()  # the held command reaches the MCU now
+        client.close()
+        yield rig
+    finally:
+        await rig.stop()
+
+
+async def test_a_switch_the_link_drops_in_its_window_is_sent_outcome_unknown_and_late_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with stalled_switch_rig(tmp_path, b"\x05\x00\x00\x00\x00") as rig:  # open it
+        await eventually(lambda: rig.link.stats.late_confirmations == 1)
+        assert not rig.twin.switch_on
+        assert [dp for _, dp in rig.sent] == [DpValue.of_bool(16, False)]  # once
+        assert "dp16 bool=False: sent, outcome unknown" in caplog.text
+        assert re.search(  # the uniform line: it failed, it was not refused for a link down
+            r"write failed: switch = 0 by \S+: sent, outcome unknown \(0x0B\)", caplog.text
+        )
+        assert "late confirmation: the MCU reported dp16 bool=False" in caplog.text
+
+
+async def test_a_report_of_the_state_the_breaker_already_had_is_no_late_confirmation(
+    tmp_path: Path,
+) -> None:
+    async with stalled_switch_rig(tmp_path, SWITCH_ON) as rig:  # it is on already
+        await eventually(
+            lambda: DpValue.of_bool(16, True) in [dp for _, dp in rig.twin.dp_commands]
+        )
+        await rig.link.wait_ready(READY_S)
+        reports: list[DpValue] = []
+        rig.link.add_report_listener(reports.append)
+        await rig.link.query_all()  # the MCU answers after the command it got through the stall
+        await eventually(lambda: DpValue.of_bool(16, True) in reports)
+        assert rig.link.stats.late_confirmations == 0
+
+
 # -- issue 12.3: never wedge the MCU with one frame --------------------------------------------
 SIX_RECORD_MAP = DEFAULT_TEXT.replace(
     "      under_voltage: {id: 4, unit: V, min: 100, max: 220}\n",
@@ -240,6 +301,10 @@ async def test_a_write_needing_an_oversized_frame_is_refused_and_the_mcu_stays_a
     client.send((3, 1, write_register(22, 1)))  # a 6th would need 28: refused, never sent
     assert await client.reply() == (3, b"\x86\x04")
     assert "needs 28 data bytes in one frame, the MCU receives at most 24" in caplog.text
+    assert re.search(  # the uniform line: refused, nothing sent (not "another value")
+        r"write refused: extra_7 = 1 by \S+: frame too long for the MCU: not sent \(0x04\)",
+        caplog.text,
+    )
     client.send((4, 1, SWITCH_ON))
     assert await client.reply() == (4, SWITCH_ON)  # the MCU still hears
     assert not twin.wedged
@@ -281,7 +346,49 @@ async def test_tcp_unit_0_and_255_do_not_switch(
     assert await client.reply() == (4, SWITCH_ON)
     assert commands(peer.peer, 16) == [DpValue.of_bool(16, True)]
     assert service.units[1].backend.stats.broadcast_writes_refused == 2
-    assert "refused (0x01): it would switch the breaker through an alias" in caplog.text
+    for unit in (0, 255):
+        assert re.search(
+            rf"write refused: switch = 1 by \S+: broadcast \(unit {unit}\): motor writes need an"
+            r" address; or set allow_broadcast_switch \(0x01\)",
+            caplog.text,
+        )
+    client.close()
+
+
+async def test_tcp_unit_0_and_255_write_nothing_when_they_reach_several_units(
+    gateways: list[GatewayService], caplog: pytest.LogCaptureFixture
+) -> None:
+    """No single unit behind 0/255: every write is refused 0x01 (not 0x0B), reads are unknown."""
+    devices = tuple(
+        DeviceConfig(u, f"sim://family_a?seed={u}", "register_map.yaml") for u in (1, 2)
+    )
+    config = GatewayConfig(devices, TcpListener("127.0.0.1", 0), None, WritePolicy())
+    service = GatewayService(config)
+    await service.start()
+    gateways.append(service)
+    for unit in (1, 2):
+        await service.units[unit].link.wait_ready(READY_S)
+    client = await RawClient.open(service.tcp_port)
+    client.send((1, 0, b"\x05\x00\x00\x00\x00"))  # switch off: it would move two motors
+    assert await client.reply() == (1, b"\x85\x01")
+    client.send((2, 255, write_register(0, 40)))  # moves no motor, but which unit's?
+    assert await client.reply() == (2, b"\x86\x01")
+    client.send((3, 0, b"\x01\x00\x00\x00\x01"))  # a read: no unit 0 here
+    assert await client.reply() == (3, b"\x81\x0b")
+    for unit in (1, 2):
+        twin = running_twin(service.units[unit].link.config.url)
+        assert twin is not None
+        assert twin.switch_on  # never sent
+        assert service.units[unit].backend.stats.broadcast_writes_refused == 1
+    refused = [r.getMessage() for r in caplog.records if r.name == "gateway.logs"]
+    assert len(refused) == 4  # each request once per unit, each line naming the unit's point
+    assert [m.split(" by ")[0] for m in refused] == [
+        "write refused: switch = 0",
+        "write refused: switch = 0",
+        "write refused: overcurrent_threshold = 40",
+        "write refused: overcurrent_threshold = 40",
+    ]
+    assert refused[0].endswith(": unit 0 reaches 2 units here: writes need an address (0x01)")
     client.close()
 
 

@@ -16,7 +16,15 @@ from typing import Any, Protocol
 from gateway.modbus.identification import read_identification
 from gateway.modbus.tables import ExceptionCode, Table
 
-__all__ = ["Answer", "UnitBackend", "answer_pdu", "exception_pdu", "is_write", "write_target"]
+__all__ = [
+    "Answer",
+    "UnitBackend",
+    "answer_pdu",
+    "exception_pdu",
+    "is_write",
+    "write_request",
+    "write_target",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -59,6 +67,17 @@ class UnitBackend(Protocol):
     def moves_motor(self, table: Table, address: int, count: int) -> bool: ...
 
     def count_broadcast_refused(self) -> None: ...
+
+    def refused(
+        self,
+        table: Table,
+        address: int,
+        values: list[int],
+        client: str,
+        code: ExceptionCode,
+        why: str,
+    ) -> None:
+        """Log a write the server refused before it reached ``write`` (``why``: the reason)."""
 
 
 def exception_pdu(function_code: int, code: int) -> bytes:
@@ -210,6 +229,20 @@ def write_target(pdu: bytes) -> tuple[Table, int, int] | None:
         address, count = _ADDR_COUNT.unpack_from(pdu, 5)
         return Table.HOLDING_REGISTER, address, count
     return None
+
+
+def write_request(pdu: bytes) -> tuple[Table, int, list[int]] | None:
+    """(table, address, values) a well-formed write request writes; None for anything else."""
+    parser = _WRITERS.get(pdu[0]) if pdu else None
+    if parser is not None:
+        parsed = parser(pdu)
+        return None if isinstance(parsed, ExceptionCode) else parsed[:3]
+    target = write_target(pdu)
+    if target is None:
+        return None
+    table, address, count = target
+    data = pdu[10 : 10 + 2 * count]
+    return table, address, list(struct.unpack(f">{len(data) // 2}H", data[: len(data) // 2 * 2]))
 
 
 async def _write(

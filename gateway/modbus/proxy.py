@@ -43,3 +43,14 @@ class UnitProxy:
 
     def count_broadcast_refused(self) -> None:
         self.inner.count_broadcast_refused()
+
+    def refused(
+        self,
+        table: Table,
+        address: int,
+        values: list[int],
+        client: str,
+        code: ExceptionCode,
+        why: str,
+    ) -> None:
+        self.inner.refused(table, address, values, client, code, why)

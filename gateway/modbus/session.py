@@ -5,7 +5,9 @@ motor and would have to wait behind other requests on its connection is answered
 and never sent (every other request keeps its place; its window runs from its arrival). A
 write that moves a motor through an address that reaches more than one breaker or no breaker
 by its id (RTU broadcast unit 0: ignored and counted; TCP unit 0 or 255: 0x01) is refused
-unless ``allow_broadcast_switch`` is set. Reads through those aliases are answered.
+unless ``allow_broadcast_switch`` is set. Reads through those aliases are answered. With more
+than one unit, TCP unit 0 and 255 address no single unit: every write is refused (0x01), reads
+get the unknown-unit answer. Each refusal is logged by the unit (``UnitBackend.refused``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from gateway.modbus.pdu import (
     answer_pdu,
     exception_pdu,
     is_write,
+    write_request,
     write_target,
 )
 from gateway.modbus.tables import ExceptionCode
@@ -58,13 +61,13 @@ class Router:
         self.tasks = tasks
         self.allow_broadcast_switch = allow_broadcast_switch
         self.closing = False  # shutting down: new writes are refused
-        self._aliases: frozenset[int] = frozenset()
-        if unknown_unit_exception is not None and len(self._backends) == 1:
-            # Modbus TCP: 0 and 255 address "the device behind this IP" when it is unique.
-            only = next(iter(self._backends.values()))
-            self._aliases = frozenset({0, 255} - set(self._backends))
-            self._backends.setdefault(0, only)
-            self._backends.setdefault(255, only)
+        # Modbus TCP: 0 and 255 address "the device behind this IP" when it is unique; with
+        # several units they address none of them: reads are an unknown unit, writes 0x01.
+        tcp_aliases = set() if unknown_unit_exception is None else {0, 255} - set(backends)
+        self._aliases = frozenset(tcp_aliases if len(self._unique) == 1 else ())
+        self._ambiguous = frozenset(tcp_aliases if len(self._unique) > 1 else ())
+        for alias in self._aliases:
+            self._backends[alias] = self._unique[0]
 
     def answer(
         self, unit: int, pdu: bytes, client: str, arrived: float | None = None
@@ -73,6 +76,8 @@ class Router:
         backend = self._backends.get(unit)
         if unit == 0 and self._unknown is None:
             return self._broadcast(pdu, client, arrived) if pdu[0] in _BROADCAST_FCS else None
+        if unit in self._ambiguous and is_write(pdu):
+            return self._refuse_ambiguous(unit, pdu, client)
         if backend is None:
             if self._unknown is None:
                 return None
@@ -91,19 +96,26 @@ class Router:
         self, unit: int, backend: UnitBackend, pdu: bytes, client: str
     ) -> ExceptionCode | None:
         if self.closing and is_write(pdu):
-            _LOGGER.info("%s: write to unit %d refused: the gateway is stopping", client, unit)
-            return ExceptionCode.GATEWAY_PATH_UNAVAILABLE
+            code = ExceptionCode.GATEWAY_PATH_UNAVAILABLE
+            _refuse(backend, pdu, client, code, "the gateway is stopping")
+            return code
         if unit in self._aliases and not self.allow_broadcast_switch and _moves(backend, pdu):
-            _LOGGER.warning(
-                "%s: write %s to unit %d refused (0x01): it would switch the breaker through"
-                " an alias; address the unit by its id, or set allow_broadcast_switch",
-                client,
-                pdu.hex(" "),
-                unit,
-            )
+            code = ExceptionCode.ILLEGAL_FUNCTION
+            why = f"broadcast (unit {unit}): motor writes need an address"
+            _refuse(backend, pdu, client, code, why + "; or set allow_broadcast_switch")
             backend.count_broadcast_refused()
-            return ExceptionCode.ILLEGAL_FUNCTION
+            return code
         return None
+
+    def _refuse_ambiguous(self, unit: int, pdu: bytes, client: str) -> bytes:
+        """A write to TCP unit 0/255 with several units: it cannot reach exactly one (0x01)."""
+        code = ExceptionCode.ILLEGAL_FUNCTION
+        why = f"unit {unit} reaches {len(self._unique)} units here: writes need an address"
+        for backend in self._unique:
+            _refuse(backend, pdu, client, code, why)
+            if _moves(backend, pdu):
+                backend.count_broadcast_refused()
+        return exception_pdu(pdu[0], code)
 
     def refuse_queued_motor(self, unit: int, pdu: bytes, client: str, waiting: int) -> bytes | None:
         """The answer to a motor write that would wait behind ``waiting`` requests, else None.
@@ -115,18 +127,14 @@ class Router:
         targets = self._unique if broadcast else [backend] if backend is not None else []
         if not any(_moves(b, pdu) for b in targets):
             return None
-        _LOGGER.warning(
-            "%s: write %s to unit %d refused (0x06): it moves the breaker motor and would wait"
-            " behind %d request(s) on this connection; never queued, not sent",
-            client,
-            pdu.hex(" "),
-            unit,
-            waiting,
-        )
+        why = f"busy: would wait behind {waiting} request(s) on this connection; never queued"
         if backend is None or broadcast:
+            _LOGGER.warning("%s: broadcast write %s ignored: %s", client, pdu.hex(" "), why)
             return b""
-        backend.count_request(ExceptionCode.SERVER_DEVICE_BUSY)
-        return exception_pdu(pdu[0], ExceptionCode.SERVER_DEVICE_BUSY)
+        code = ExceptionCode.SERVER_DEVICE_BUSY
+        _refuse(backend, pdu, client, code, why)
+        backend.count_request(code)
+        return exception_pdu(pdu[0], code)
 
     async def _broadcast(self, pdu: bytes, client: str, arrived: float | None) -> bytes:
         """RTU unit 0: run a write on every unit; the empty reply means "send nothing"."""
@@ -147,6 +155,15 @@ class Router:
         answers = [answer_pdu(b, pdu, client, self._identification, arrived) for b in self._unique]
         await asyncio.gather(*(a for a in answers if not isinstance(a, bytes)))
         return b""
+
+
+def _refuse(backend: UnitBackend, pdu: bytes, client: str, code: ExceptionCode, why: str) -> None:
+    """The unit logs the refusal (as served it names the unit, its link and the points)."""
+    request = write_request(pdu)
+    if request is None:
+        _LOGGER.warning("%s: write %s refused (0x%02X): %s", client, pdu.hex(" "), code, why)
+    else:
+        backend.refused(*request, client, code, why)
 
 
 def _moves(backend: UnitBackend, pdu: bytes) -> bool:

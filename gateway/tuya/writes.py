@@ -9,15 +9,16 @@ nothing once the window has ended. A motor write never waits behind another requ
 refused (BusyError). When a motor write ends unconfirmed (an old state reported meanwhile does
 not count: the motor may still be moving) the gate drops the requests queued behind it, asks
 the MCU for its state (0x08), and logs and counts a confirmation that arrives after the window.
+A write the link drops after it was sent ends the same way: sent, outcome unknown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import NoReturn
 
 from gateway.errors import (
     BusyError,
@@ -30,7 +31,7 @@ from gateway.errors import (
     WriteNotSentError,
 )
 from gateway.tuya.channel import LinkStats
-from gateway.tuya.confirmation import Confirmation, DpWrite
+from gateway.tuya.confirmation import Confirmation, DpWrite, LateWatches
 from gateway.tuya.protocol import Command, DpValue, Frame
 
 __all__ = ["MIN_WINDOW_SHARE", "DpWrite", "WriteGate", "WriteTurn"]
@@ -43,14 +44,6 @@ Send = Callable[[Frame], None]  # raises LinkNotReadyError when the link is not 
 # Sent with less than half its window left, the MCU could act after the client was told the
 # write failed.
 MIN_WINDOW_SHARE = 0.5
-# How long after its window a confirming report still counts as a late confirmation.
-LATE_WATCH_S = 60.0
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _LateWatch:
-    write: DpWrite
-    ended: float  # loop time its window ended
 
 
 class WriteTurn:
@@ -80,7 +73,7 @@ class WriteGate:
         self._epoch = 0  # bumped to drop every request waiting for the lock
         self._last_motor: float | None = None  # loop time a motor command was last sent
         self._waiting: dict[int, list[Confirmation]] = {}
-        self._late: dict[int, _LateWatch] = {}
+        self._late = LateWatches()
 
     def offer(self, dp: DpValue) -> None:
         """Every DP report from the MCU comes through here."""
@@ -165,7 +158,7 @@ class WriteGate:
         LinkClosedError: the link left READY after sending.
         """
         self.check_size(write.dp)
-        self._late.pop(write.dp.dpid, None)
+        self._late.forget(write.dp.dpid)
         waiter = Confirmation(write)
         self._waiting.setdefault(write.dp.dpid, []).append(waiter)
         try:
@@ -178,14 +171,25 @@ class WriteGate:
         write = waiter.write
         frame = Frame(Command.DP_COMMAND, write.dp.encode())
         await self._send_first(frame, write, deadline)
-        if not write.motor:
-            halfway = loop.time() + (deadline - loop.time()) / 2
-            if await waiter.wait_until(halfway) is None:
-                await self._resend(frame, write, deadline)
-        confirmed = await waiter.wait_until(deadline)
+        try:
+            if not write.motor:
+                halfway = loop.time() + (deadline - loop.time()) / 2
+                if await waiter.wait_until(halfway) is None:
+                    await self._resend(frame, write, deadline)
+            confirmed = await waiter.wait_until(deadline)
+        except LinkClosedError as err:
+            await self._lost(write, err)
         if confirmed is not None:
             return confirmed
         return await self._unconfirmed(waiter, deadline)
+
+    async def _lost(self, write: DpWrite, err: LinkClosedError) -> NoReturn:
+        """The link left READY after ``write`` was sent: the MCU may still act on it."""
+        self._late.watch(write, asyncio.get_running_loop().time())
+        if write.motor:
+            self._drop_queued(write)
+            await self._query_state()
+        raise LinkClosedError(f"{write.dp.describe()}: sent, outcome unknown: {err}") from err
 
     async def _send_first(self, frame: Frame, write: DpWrite, deadline: float) -> None:
         await self._pace()
@@ -216,7 +220,7 @@ class WriteGate:
 
     async def _unconfirmed(self, waiter: Confirmation, deadline: float) -> DpValue:
         write, other = waiter.write, waiter.last_other
-        self._late[write.dp.dpid] = _LateWatch(write, deadline)
+        self._late.watch(write, deadline)
         if write.motor:  # a report of the old state does not stop a motor that is moving
             self._drop_queued(write)
             await self._query_state()
@@ -249,22 +253,18 @@ class WriteGate:
             await self._pace()
             self._send(Frame(Command.DP_QUERY))
         except LinkError as err:
-            _LOGGER.info("link: state not re-read after an unconfirmed motor command: %s", err)
+            _LOGGER.info("link: state not re-read now (%s); the reconnect's query-all will", err)
 
     def _check_late(self, dp: DpValue) -> None:
-        watch = self._late.get(dp.dpid)
-        if watch is None or not watch.write.confirmed_by(dp):
-            return
-        del self._late[dp.dpid]
-        after = asyncio.get_running_loop().time() - watch.ended
-        if after > LATE_WATCH_S:
+        late = self._late.check(dp, asyncio.get_running_loop().time())
+        if late is None:
             return
         self._stats.late_confirmations += 1
         _LOGGER.warning(
-            "link: late confirmation: the MCU reported %s %.1f s after the window of %s ended",
+            "link: late confirmation: the MCU reported %s %.1f s after %s ended unconfirmed",
             dp.describe(),
-            after,
-            watch.write.dp.describe(),
+            late[1],
+            late[0].dp.describe(),
         )
 
     async def send_unconfirmed(self, dp: DpValue) -> None:

@@ -111,6 +111,20 @@ class AutoBackend:
         if self.inner is not None:
             self.inner.count_broadcast_refused()
 
+    def refused(
+        self,
+        table: Table,
+        address: int,
+        values: list[int],
+        client: str,
+        code: ExceptionCode,
+        why: str,
+    ) -> None:
+        if self.inner is not None:
+            self.inner.refused(table, address, values, client, code, why)
+        else:
+            _LOGGER.warning("unit %d: write refused by %s: %s", self._unit_id, client, why)
+
     def count_request(self, exception: ExceptionCode | None, function_code: int = 0) -> None:
         if self.inner is not None:
             self.inner.count_request(exception, function_code)

@@ -108,6 +108,26 @@ class UnitBackend:
         """Count a broadcast (or unit 0/255) motor write the router refused."""
         self.stats.broadcast_writes_refused += 1
 
+    def refused(
+        self,
+        table: Table,
+        address: int,
+        values: list[int],
+        client: str,
+        code: ExceptionCode,
+        why: str,
+    ) -> None:
+        """A write the server refused before it came here (the logging wrapper names points)."""
+        _LOGGER.warning(
+            "write refused: %s %d = %s by %s: %s (0x%02X)",
+            table.value,
+            address,
+            values,
+            client,
+            why,
+            code,
+        )
+
     async def write(
         self,
         table: Table,

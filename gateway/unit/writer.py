@@ -27,6 +27,7 @@ from gateway.regmap.specs import DatapointSpec, DpSource, PointSpec, RegisterMap
 from gateway.tuya.writes import DpWrite, WriteGate, WriteTurn
 from gateway.unit.cache import DatapointCache
 from gateway.unit.dp_codecs import matcher
+from gateway.unit.outcome import record
 from gateway.unit.reads import PointIndex
 from gateway.unit.write_plan import Pending, plan_write
 
@@ -108,9 +109,11 @@ class UnitWriter:
                 return await self._send_plan(turn, request)
         except BusyError as err:
             _LOGGER.info("write of %s by %s %s", _names(points), client, err)
+            record(err)
             return ExceptionCode.SERVER_DEVICE_BUSY
         except WriteNotSentError as err:
             _LOGGER.warning("write of %s by %s %s", _names(points), client, err)
+            record(err)
             self.stats.writes_failed += 1
             return ExceptionCode.GATEWAY_TARGET_NO_RESPONSE
 
@@ -157,12 +160,15 @@ class UnitWriter:
                 self._gate.check_size(pending.dp)
         except WriteRejectedError as err:
             _LOGGER.info("%s refused: %s", who, err)
+            record(err)
             return ExceptionCode.ILLEGAL_DATA_VALUE
         except NoRecordListError as err:
             _LOGGER.warning("%s refused: %s", who, err)
+            record(err)
             return ExceptionCode.GATEWAY_TARGET_NO_RESPONSE
         except FrameTooLongError as err:
             _LOGGER.warning("%s refused: %s", who, err)
+            record(err)
             return ExceptionCode.SERVER_DEVICE_FAILURE
         return plan
 
@@ -186,9 +192,11 @@ class UnitWriter:
             await turn.send(write)
         except (LinkError, WriteNotSentError) as err:
             _LOGGER.warning("write of %s by %s: %s", spec.name, client, err)
+            record(err, motor=spec.motor)
             return ExceptionCode.GATEWAY_TARGET_NO_RESPONSE
         except (WriteMismatchError, FrameTooLongError) as err:
             _LOGGER.warning("write of %s by %s: %s", spec.name, client, err)
+            record(err)
             return ExceptionCode.SERVER_DEVICE_FAILURE
         for name, old, new in pending.changes:
             _LOGGER.info(

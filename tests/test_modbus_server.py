@@ -187,6 +187,25 @@ async def test_writes_every_fc(
     assert units[2].writes == []
 
 
+async def test_read_write_with_an_unreadable_read_range_writes_nothing(
+    client: AsyncModbusTcpClient, units: dict[int, MemoryBackend]
+) -> None:
+    """FC23: an exception answer means nothing was done (spec 6.17 checks both ranges first)."""
+    holding = units[1].tables[Table.HOLDING_REGISTER]
+    before = list(holding)
+    beyond = len(holding) - 2  # the read runs past the table: 0x02
+    rr = await client.readwrite_registers(
+        read_address=beyond, read_count=5, write_address=0, values=[0x2C]
+    )
+    assert rr.isError()
+    assert rr.exception_code == ExceptionCode.ILLEGAL_DATA_ADDRESS
+    units[1].read_exception = ExceptionCode.GATEWAY_TARGET_NO_RESPONSE  # stale data: 0x0B
+    rr = await client.readwrite_registers(read_address=0, read_count=1, write_address=0, values=[1])
+    assert rr.exception_code == ExceptionCode.GATEWAY_TARGET_NO_RESPONSE
+    assert holding == before
+    assert units[1].writes == []
+
+
 async def test_diagnostics_echo_and_identification(client: AsyncModbusTcpClient) -> None:
     echo = cast(ReturnQueryDataResponse, await client.diag_query_data(b"\x12\x34"))
     assert not echo.isError()

@@ -278,6 +278,9 @@ async def _read_write(
         return _counted(backend, 23, ExceptionCode.ILLEGAL_DATA_VALUE)
     if read_address + read_count > 0x10000 or write_address + write_count > 0x10000:
         return _counted(backend, 23, ExceptionCode.ILLEGAL_DATA_ADDRESS)
+    before = backend.read(Table.HOLDING_REGISTER, read_address, read_count)
+    if isinstance(before, ExceptionCode):  # checked first: an exception must mean nothing written
+        return _counted(backend, 23, before)
     values = list(struct.unpack_from(f">{write_count}H", pdu, 10))
     code = await backend.write(Table.HOLDING_REGISTER, write_address, values, client, arrived)
     if code is not None:

@@ -337,6 +337,42 @@ async def test_rtu_bad_crc_and_noise_dropped(
     assert "Traceback" not in caplog.text
 
 
+OTHER_SERVERS = [  # what a master and unit 6 put on a shared bus: requests and replies
+    rtu(b"\x06\x03\x02\x00\x01"),
+    rtu(b"\x06\x03\x04\x00\x01\x00\x02"),
+    rtu(b"\x06\x01\x01\x01"),
+    rtu(b"\x06\x83\x02"),
+    rtu(b"\x06\x10\x00\x00\x00\x02"),
+    rtu(b"\x06\x16\x00\x00\xff\xff\x00\x00"),
+]
+
+
+@pytest.mark.parametrize("other", OTHER_SERVERS, ids=lambda frame: frame[:2].hex())
+async def test_rtu_steps_over_another_server_s_frames_without_waiting_for_silence(
+    bus: PtyMaster, units: dict[int, MemoryBackend], other: bytes
+) -> None:
+    svc = await start_rtu(units, bus.path)
+    try:
+        bus.write(rtu(b"\x06\x03\x00\x00\x00\x01") + other + READ_HR)  # back to back
+        assert await bus.read(7) == hr_answer(units, 1)
+    finally:
+        await svc.stop()
+
+
+async def test_rtu_byte_count_that_does_not_match_is_answered_0x03(
+    bus: PtyMaster, units: dict[int, MemoryBackend]
+) -> None:
+    svc = await start_rtu(units, bus.path)
+    try:
+        bus.write(rtu(b"\x01\x10\x00\x00\x00\x02\x03\x00\x29\x00\xfa"))  # 3 bytes for 2 regs
+        assert await bus.read(5) == rtu(b"\x01\x90\x03")
+        bus.write(rtu(b"\x01\x0f\x00\x01\x00\x01\x00"))  # no byte for one coil
+        assert await bus.read(5) == rtu(b"\x01\x8f\x03")
+        assert units[1].writes == []
+    finally:
+        await svc.stop()
+
+
 @pytest.mark.parametrize("suppress", [True, False])
 async def test_rtu_echo_suppression(
     bus: PtyMaster, units: dict[int, MemoryBackend], suppress: bool

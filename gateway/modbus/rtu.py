@@ -1,9 +1,11 @@
 """Modbus RTU transport on a serial port: framing by length + CRC, echo suppression, RS485.
 
 A request's length follows from its function code, so a frame is answered as soon as its
-last byte arrives (no t3.5 wait). A bad CRC, an incomplete frame or an unknown layout
-discards the line until it has been silent for ``gap_s``; a whole frame of unknown layout
-with a good CRC is taken at that point. Frames for other unit ids are skipped silently.
+last byte arrives (no t3.5 wait). Another server's reply on a shared bus is stepped over by its
+own length (``rtu_frames``). Bytes that make neither wait for the line to be silent for
+``gap_s``: then the whole buffer is taken as one frame if its CRC holds (another layout, a
+wrong byte count: answered with the right exception), else dropped. Frames for other unit ids
+are skipped silently. Two replies never leave back to back: t3.5 of silence separates them.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import serial
 import serial.rs485
 import serial_asyncio_fast
 
+from gateway.modbus.rtu_frames import crc16, reply_length, request_length, whole_frame
 from gateway.modbus.session import OrderedReplies, ReplyContext, Router
 
-__all__ = ["RtuServer", "crc16"]
+__all__ = ["RtuServer", "crc16"]  # crc16 re-exported: the tests build frames with it
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -27,41 +30,6 @@ MIN_GAP_S = 0.05  # USB-serial adapters deliver bytes in bursts up to ~16 ms apa
 ECHO_SLACK_S = 0.05
 REOPEN_S = 2.0
 MAX_FRAME = 256
-_FIXED_LENGTH = {1: 8, 2: 8, 3: 8, 4: 8, 5: 8, 6: 8, 8: 8, 43: 7}
-_BYTE_COUNT_AT = {15: 6, 16: 6, 23: 10}
-
-
-def _crc_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-        table.append(crc)
-    return table
-
-
-_CRC_TABLE = _crc_table()
-
-
-def crc16(data: bytes | bytearray | memoryview) -> int:
-    """Modbus CRC-16 (sent low byte first)."""
-    crc = 0xFFFF
-    for byte in data:
-        crc = (crc >> 8) ^ _CRC_TABLE[(crc ^ byte) & 0xFF]
-    return crc
-
-
-def frame_length(buffer: bytearray) -> int | None:
-    """Length of the request frame starting the buffer; 0 = need more bytes; None = unknown."""
-    if len(buffer) < 2:
-        return 0
-    fc = buffer[1]
-    if (fixed := _FIXED_LENGTH.get(fc)) is not None:
-        return fixed
-    if (at := _BYTE_COUNT_AT.get(fc)) is not None:
-        return buffer[at] + at + 3 if len(buffer) > at else 0
-    return None
 
 
 class RtuServer:
@@ -159,6 +127,7 @@ class _RtuProtocol(asyncio.Protocol):
         self._gap_handle: asyncio.TimerHandle | None = None
         self._echo = bytearray()
         self._echo_handle: asyncio.TimerHandle | None = None
+        self._line_free_at = 0.0  # loop time when the last reply and its t3.5 are over
         self._replies = OrderedReplies(server.router, f"rtu:{server.port}", self._send)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -191,17 +160,21 @@ class _RtuProtocol(asyncio.Protocol):
     def _extract(self) -> None:
         buffer = self._buffer
         while buffer:
-            length = frame_length(buffer)
-            if length is None or length == 0 or len(buffer) < length:
-                if len(buffer) > MAX_FRAME:
-                    self._discard("oversize frame")
-                return
-            if crc16(memoryview(buffer)[:length]) != 0:
-                self._discard("bad CRC")
-                return
-            frame = bytes(buffer[:length])
-            del buffer[:length]
-            self._handle(frame)
+            length = request_length(buffer)
+            if whole_frame(buffer, length):
+                frame = bytes(buffer[:length])
+                del buffer[:length]
+                self._handle(frame)
+                continue
+            other = reply_length(buffer)  # another server's reply on a shared bus: step over it
+            if whole_frame(buffer, other):
+                del buffer[:other]
+                continue
+            if length == 0 or (length is not None and len(buffer) < length):
+                return  # a request's bytes still coming
+            if len(buffer) > MAX_FRAME:
+                self._discard("oversize frame")
+            return  # the line's silence decides: a whole frame of another layout, else junk
 
     def _line_idle(self) -> None:
         """t3.5 of silence: a pending whole frame of unknown layout, else junk."""
@@ -226,9 +199,12 @@ class _RtuProtocol(asyncio.Protocol):
     def _send(self, pdu: bytes, context: ReplyContext) -> None:
         frame = bytes((context[1],)) + pdu
         frame += crc16(frame).to_bytes(2, "little")
-        delay = self._server.turnaround_delay_s
-        if delay > 0:
-            self._loop.call_later(delay, self._write, frame)
+        now = self._loop.time()
+        start = max(now + self._server.turnaround_delay_s, self._line_free_at)
+        char_s = self._server.char_time_s
+        self._line_free_at = start + (len(frame) + 3.5) * char_s  # its bytes, then t3.5
+        if start > now:
+            self._loop.call_later(start - now, self._write, frame)
         else:
             self._write(frame)
 

@@ -62,6 +62,30 @@ def test_every_shipped_map_lists_its_product_keys_and_each_family_has_one() -> N
     assert choose_map(None).map is None
 
 
+# "Product keys seen in the field", ../shared/vectors/tuyamcu_frames.md (copied: the suite runs
+# on a clean checkout)
+FIELD_KEYS = {
+    "pqcmqh1ufgmalru0": "family_a",
+    "hktsllupwmoii1it": "family_b",
+    "f1q6h4xhddjnopxu": "family_b",
+    "vhnq3ezhphqggwqt": "family_c",
+}
+
+
+@pytest.mark.parametrize(("key", "family"), sorted(FIELD_KEYS.items()))
+async def test_auto_knows_the_product_keys_seen_in_the_field(
+    serve_auto: Start, key: str, family: str
+) -> None:
+    gw = await serve_auto(f"sim://{family}?{OPTIONS}&product_key={key}")
+
+    async def served() -> bool:
+        reply = await gw.client.read_input_registers(0, count=1, device_id=1)
+        return not reply.isError()
+
+    await eventually(served, f"{key} served by {family}'s map")
+    assert Path(gw.service.units[1].register_map.path) == FAMILIES[family]
+
+
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 async def test_auto_serves_the_map_of_the_reported_product_key(
     serve_auto: Start, family: str, caplog: pytest.LogCaptureFixture

@@ -191,7 +191,7 @@ def _threshold(dpid: int, name: str, initial: int, limits: tuple[int, int], unit
 FAMILY_B = Variant(
     name="family_b",
     models="Tongou TO-SMR1 / TOWSMR1",
-    product_key="tgq7smr1twinb0b1",  # made up: no real key is published for this model
+    product_key="tgq7smr1twinb0b1",  # the twin's own, so a capture shows it was no field device
     dps=(
         DpSpec(1, "total_energy", DpType.VALUE, Role.ENERGY, 0, measures="energy, 0.01 kWh"),
         DpSpec(6, "phase_a", DpType.RAW, Role.PHASE_A, b"", measures="V 0.1 V, I mA, P W"),

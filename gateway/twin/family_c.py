@@ -81,7 +81,7 @@ def _protection(kind: Protection, bit: int, limit_dp: int, action_dp: int) -> Pr
 FAMILY_C = Variant(
     name="family_c",
     models="Tongou AT-Q-SMR1-40-JWT, AT-QCB2-JWT (older Tongou layout)",
-    product_key="tgqcb2jwtwinc0c1",  # made up: no real key is published for these models
+    product_key="tgqcb2jwtwinc0c1",  # the twin's own, so a capture shows it was no field device
     dps=(
         _value(1, "total_energy", Role.ENERGY, 0, "energy, 0.01 kWh"),
         _value(15, "leakage_current", Role.LEAKAGE, 0, "leakage, mA"),

@@ -127,7 +127,11 @@ class _RtuProtocol(asyncio.Protocol):
         self._gap_handle: asyncio.TimerHandle | None = None
         self._echo = bytearray()
         self._echo_handle: asyncio.TimerHandle | None = None
+        # Two replies in a row without a request between them (a late answer, then the next)
+        # leave t3.5 apart; a reply to a request that came after our last one needs no wait.
         self._line_free_at = 0.0  # loop time when the last reply and its t3.5 are over
+        self._reads = 0  # data_received calls (a counter: the loop's clock may tick in ms)
+        self._reads_at_last_reply = -1
         self._replies = OrderedReplies(server.router, f"rtu:{server.port}", self._send)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -149,6 +153,7 @@ class _RtuProtocol(asyncio.Protocol):
             data = self._strip_echo(data)
             if not data:
                 return
+        self._reads += 1
         if self._gap_handle is not None:
             self._gap_handle.cancel()
         self._gap_handle = self._loop.call_later(self._server.gap_s, self._line_idle)
@@ -200,9 +205,11 @@ class _RtuProtocol(asyncio.Protocol):
         frame = bytes((context[1],)) + pdu
         frame += crc16(frame).to_bytes(2, "little")
         now = self._loop.time()
-        start = max(now + self._server.turnaround_delay_s, self._line_free_at)
-        char_s = self._server.char_time_s
-        self._line_free_at = start + (len(frame) + 3.5) * char_s  # its bytes, then t3.5
+        start = now + self._server.turnaround_delay_s
+        if self._reads == self._reads_at_last_reply:  # its request came before our last reply
+            start = max(start, self._line_free_at)
+        self._line_free_at = start + (len(frame) + 3.5) * self._server.char_time_s
+        self._reads_at_last_reply = self._reads
         if start > now:
             self._loop.call_later(start - now, self._write, frame)
         else:

@@ -1,0 +1,71 @@
+"""Findings of a run against a strict MCU SDK v2.5.6-like peer: reports, 0x34, echoes, reboots.
+
+The scripted MCU over a real pty pair and a real TCP socket (tests/mcu_peer.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pytest
+from conftest import PeerEnd, fast_config
+from mcu_peer import eventually
+
+from gateway.tuya.link import LinkConfig, LinkState, McuLink
+from gateway.tuya.protocol import DpValue, decode_dps
+
+MakeLink = Callable[[LinkConfig], McuLink]
+READY_S = 10.0
+# each: one odd record whose length fits the frame, then dp15 (77, 78, 79)
+ODD_THEN_DP15 = {
+    "value of 2 bytes": "55aa0307000e0102000200070f0200040000004d85",
+    "unknown type 7": "55aa0307000d32070001000f0200040000004eb3",
+    "bitmap of 3 bytes": "55aa0307000f090500030000010f0200040000004f8e",
+}
+DP15S = [DpValue.of_value(15, value) for value in (77, 78, 79)]
+
+
+async def ready(make_link: MakeLink, end: PeerEnd, **overrides: object) -> McuLink:
+    link = make_link(fast_config(end.url, **overrides))
+    await link.start()
+    await link.wait_ready(READY_S)
+    return link
+
+
+def reports_of(link: McuLink) -> list[DpValue]:
+    seen: list[DpValue] = []
+    link.add_report_listener(seen.append)
+    return seen
+
+
+# -- a 0x07 with one odd record ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("wire", "dp15"), zip(ODD_THEN_DP15.values(), DP15S, strict=True), ids=list(ODD_THEN_DP15)
+)
+def test_an_odd_record_that_fits_the_frame_is_skipped(wire: str, dp15: DpValue) -> None:
+    parsed = decode_dps(bytes.fromhex(wire)[6:-1])
+    assert parsed.values == (dp15,)
+    assert len(parsed.errors) == 1
+
+
+def test_a_record_running_past_the_frame_still_ends_the_parse() -> None:
+    dp15 = DP15S[0]
+    parsed = decode_dps(dp15.encode() + bytes.fromhex("010200100017") + dp15.encode())
+    assert parsed.values == (dp15,)
+    assert len(parsed.errors) == 1
+
+
+async def test_records_after_an_odd_one_reach_the_listeners(
+    make_link: MakeLink, peer_end: PeerEnd, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "gateway.tuya.link")
+    link = await ready(make_link, peer_end)
+    seen = reports_of(link)
+    for wire in ODD_THEN_DP15.values():
+        peer_end.peer.send_bytes(bytes.fromhex(wire))
+    await eventually(lambda: seen[-3:] == DP15S, "dp15 after each odd record")
+    assert link.stats.dp_errors == len(ODD_THEN_DP15)
+    rejected = [r.getMessage() for r in caplog.records if "rejected DP record" in r.getMessage()]
+    assert len(rejected) == 3  # dp1, dp50 and dp9: one line per DP id
+    assert link.state is LinkState.READY

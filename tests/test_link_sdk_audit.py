@@ -13,7 +13,7 @@ from conftest import PeerEnd, fast_config
 from mcu_peer import eventually
 
 from gateway.tuya.link import LinkConfig, LinkState, McuLink
-from gateway.tuya.protocol import DpValue, decode_dps
+from gateway.tuya.protocol import Command, DpValue, decode_dps
 
 MakeLink = Callable[[LinkConfig], McuLink]
 READY_S = 10.0
@@ -69,3 +69,25 @@ async def test_records_after_an_odd_one_reach_the_listeners(
     rejected = [r.getMessage() for r in caplog.records if "rejected DP record" in r.getMessage()]
     assert len(rejected) == 3  # dp1, dp50 and dp9: one line per DP id
     assert link.state is LinkState.READY
+
+
+# -- 0x34 extended services ---------------------------------------------------------------------
+async def test_time_service_and_weather_are_answered_failure_and_logged_once(
+    make_link: MakeLink, peer_end: PeerEnd, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "gateway.tuya.answers")
+    await ready(make_link, peer_end)
+    peer = peer_end.peer
+    service = Command.EXTENDED_SERVICE
+    # sub 0x01 "open the time service" (00 GMT, 01 local): 01 01, no sub 0x02 notices follow
+    assert (await peer.ask(service, b"\x01\x00")).encode().hex() == "55aa00340002010137"
+    assert (await peer.ask(service, b"\x01\x01")).encode().hex() == "55aa00340002010137"
+    assert (await peer.ask(service, b"\x03")).encode().hex() == "55aa00340002030139"  # weather
+    peer.request(service, b"\x02")  # an ack of a time notice never sent: nothing to answer
+    assert (await peer.ask(service, b"\x04")).data == b"\x04\x00"
+    assert [f.data[:1] for f in peer.frames(service)] == [b"\x01", b"\x01", b"\x03", b"\x04"]
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("link: MCU")]
+    assert len(logged) == 3
+    assert "sub-command 01 answered failure" in logged[0]
+    assert "sub-command 03 answered failure: weather" in logged[1]
+    assert "sub-command 02 left unanswered" in logged[2]

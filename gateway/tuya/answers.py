@@ -118,8 +118,8 @@ def _extended_service(frame: Frame, ctx: RequestContext) -> McuRequestOutcome:
     if sub == EXT_QUERY_FEATURES:
         return McuRequestOutcome(replies=(Frame(Command.EXTENDED_SERVICE, bytes((sub, _ACK_OK))),))
     if sub is not None and sub in EXT_REFUSED:
-        reply = Frame(Command.EXTENDED_SERVICE, bytes((sub, _ACK_FAILED)))
-        return McuRequestOutcome(replies=(reply,), refused=EXT_REFUSED[sub])
+        failed = Frame(Command.EXTENDED_SERVICE, bytes((sub, _ACK_FAILED)))
+        return McuRequestOutcome(replies=(failed,), refused=EXT_REFUSED[sub])
     if sub != EXT_RECORD_REPORT:
         return McuRequestOutcome(refused="left unanswered: not a sub-command the module serves")
     reply = (Frame(Command.EXTENDED_SERVICE, bytes((EXT_RECORD_REPORT, _ACK_OK))),)

@@ -12,6 +12,7 @@ import pytest
 from conftest import PeerEnd, fast_config
 from mcu_peer import eventually
 
+from gateway.errors import LowPowerProtocolError
 from gateway.tuya.link import LinkConfig, LinkState, McuLink
 from gateway.tuya.protocol import Command, DpValue, decode_dps
 
@@ -91,3 +92,43 @@ async def test_time_service_and_weather_are_answered_failure_and_logged_once(
     assert "sub-command 01 answered failure" in logged[0]
     assert "sub-command 03 answered failure: weather" in logged[1]
     assert "sub-command 02 left unanswered" in logged[2]
+
+
+# -- reboots and echoes --------------------------------------------------------------------------
+async def test_a_reboot_answered_after_the_heartbeat_timeout_redoes_the_handshake(
+    make_link: MakeLink, peer_end: PeerEnd
+) -> None:
+    # the late 00 lands between the heartbeat's timeout (0.25 s) and the next heartbeat (1 s)
+    link = await ready(make_link, peer_end, heartbeat_interval_s=1.0, heartbeat_timeout_s=0.25)
+    peer = peer_end.peer
+    peer.heartbeats_late, peer.heartbeat_late_s = 1, 0.6
+    peer.reboot()
+    await eventually(lambda: link.stats.handshakes == 2, "a second handshake")
+    await link.wait_ready(READY_S)
+    assert link.stats.mcu_reboots == 1
+    assert [f.data for f in peer.frames(Command.WIFI_STATE)] == [b"\x04", b"\x04"]
+    assert len(peer.frames(Command.DP_QUERY)) == 2
+
+
+async def test_an_echoing_line_is_no_low_power_mcu_and_no_reboot(
+    make_link: MakeLink, peer_end: PeerEnd
+) -> None:
+    peer_end.peer.echo = True  # 55aa00000000ff comes back before 55aa030000010003
+    link = await ready(make_link, peer_end)
+    assert link.fatal_error is None
+    assert link.stats.mcu_reboots == 0
+    assert link.stats.handshakes == 1
+    assert link.stats.echoes_ignored >= 5  # heartbeat, 0x01, 0x02, 0x03, 0x08
+    assert link.product_info is not None
+
+
+async def test_a_low_power_mcu_still_stops_on_an_echoing_line(
+    make_link: MakeLink, peer_end: PeerEnd
+) -> None:
+    peer_end.peer.echo = True
+    peer_end.peer.version = 0x00  # answers 55aa0000000100: a real low-power answer
+    link = make_link(fast_config(peer_end.url))
+    await link.start()
+    with pytest.raises(LowPowerProtocolError, match="low-power"):
+        await link.wait_ready(READY_S)
+    assert link.state is LinkState.STOPPED

@@ -5,16 +5,19 @@ The scripted MCU over a real pty pair and a real TCP socket (tests/mcu_peer.py).
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 
 import pytest
-from conftest import PeerEnd, fast_config
+from conftest import FAST_TIMINGS, PeerEnd, fast_config
 from mcu_peer import eventually
 
 from gateway.errors import LowPowerProtocolError
+from gateway.tuya.handshake import LinkTimings
 from gateway.tuya.link import LinkConfig, LinkState, McuLink
-from gateway.tuya.protocol import Command, DpValue, decode_dps
+from gateway.tuya.protocol import VERSION_MCU, Command, DpValue, Frame, decode_dps
 
 MakeLink = Callable[[LinkConfig], McuLink]
 READY_S = 10.0
@@ -132,3 +135,20 @@ async def test_a_low_power_mcu_still_stops_on_an_echoing_line(
     with pytest.raises(LowPowerProtocolError, match="low-power"):
         await link.wait_ready(READY_S)
     assert link.state is LinkState.STOPPED
+
+
+# -- a frame in pieces ------------------------------------------------------------------------
+async def test_a_frame_split_by_a_pause_is_still_decoded(
+    make_link: MakeLink, peer_end: PeerEnd
+) -> None:
+    # a TCP serial bridge may deliver one frame in segments well over 50 ms apart
+    timings = dataclasses.replace(FAST_TIMINGS, line_idle_s=LinkTimings().line_idle_s)
+    # no heartbeat answer may land inside the pieces: one MCU sends one frame at a time
+    link = await ready(make_link, peer_end, timings=timings, heartbeat_interval_s=60.0)
+    seen = reports_of(link)
+    wire = Frame(Command.DP_REPORT, DP15S[0].encode(), VERSION_MCU).encode()
+    for piece in (wire[:1], wire[1:9], wire[9:]):
+        peer_end.peer.send_bytes(piece)
+        await asyncio.sleep(0.15)
+    await eventually(lambda: DP15S[0] in seen, "the report sent in three pieces")
+    assert link.stats.bytes_skipped == 0

@@ -64,15 +64,20 @@ __all__ = [
 
 HEADER = b"\x55\xaa"
 _HEADER_LEN = 6  # 55 AA ver cmd len_hi len_lo
-# Breakers send well under 300 data bytes; a larger length is corruption, and
-# waiting for it would stall the decoder on a 64 KiB phantom frame.
+# The longest frames an MCU sends are its product info (a JSON of a few hundred bytes with every
+# optional key) and large raw DPs; breakers stay well under 300 data bytes. A longer length is
+# corruption: resynced at once at the next 55 AA instead of stalling on a phantom frame.
 MAX_DATA_LEN = 1024
 
 VERSION_GATEWAY = 0x00  # every frame the WiFi module sends
 VERSION_MCU = 0x03  # every frame an MCU on the standard serial protocol sends
 VERSION_LOW_POWER = 0x00  # an MCU answering with this speaks the low-power protocol
-# ~50 byte times at 9600 baud: a half frame this old will never complete
-LINE_IDLE_S = 0.05
+# A half frame this old is given up and what follows its header rescanned: the recovery from a
+# phantom length of up to MAX_DATA_LEN on a quiet line (on a busy one a checksum fails first).
+# The MCU SDK has no inter-byte timeout and a TCP serial bridge (socket://, rfc2217://) may
+# deliver one frame in segments far apart, so this is no byte-time gap but half the 1 s
+# heartbeat and reply timeouts: an answer behind a phantom header still comes out in time.
+LINE_IDLE_S = 0.5
 
 
 class Command(enum.IntEnum):

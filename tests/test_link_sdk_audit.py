@@ -152,3 +152,18 @@ async def test_a_frame_split_by_a_pause_is_still_decoded(
         await asyncio.sleep(0.15)
     await eventually(lambda: DP15S[0] in seen, "the report sent in three pieces")
     assert link.stats.bytes_skipped == 0
+
+
+async def test_a_frame_behind_a_phantom_length_needs_no_quiet_line(
+    make_link: MakeLink, peer_end: PeerEnd
+) -> None:
+    # a line that never idles long enough: only the frame itself may end the phantom's wait
+    timings = dataclasses.replace(FAST_TIMINGS, line_idle_s=3600.0)
+    link = await ready(make_link, peer_end, timings=timings)
+    seen = reports_of(link)
+    for phantom, dp in zip(("55aa030703ff", "55aa0307ffff"), DP15S, strict=False):
+        wire = Frame(Command.DP_REPORT, dp.encode(), VERSION_MCU).encode()
+        peer_end.peer.send_bytes(bytes.fromhex(phantom) + wire)  # lengths 1023 and 65535
+        await eventually(lambda dp=dp: dp in seen, f"{dp.describe()} behind a phantom")
+    assert link.stats.bytes_skipped == 12  # the two phantom headers, nothing after them
+    assert link.state is LinkState.READY

@@ -17,7 +17,8 @@ from mcu_peer import eventually
 from gateway.errors import LowPowerProtocolError
 from gateway.tuya.handshake import LinkTimings
 from gateway.tuya.link import LinkConfig, LinkState, McuLink
-from gateway.tuya.protocol import VERSION_MCU, Command, DpValue, Frame, decode_dps
+from gateway.tuya.protocol import VERSION_MCU, Command, DpValue, Frame, Skipped, decode_dps
+from gateway.tuya.scan import LineScanner
 
 MakeLink = Callable[[LinkConfig], McuLink]
 READY_S = 10.0
@@ -167,3 +168,13 @@ async def test_a_frame_behind_a_phantom_length_needs_no_quiet_line(
         await eventually(lambda dp=dp: dp in seen, f"{dp.describe()} behind a phantom")
     assert link.stats.bytes_skipped == 12  # the two phantom headers, nothing after them
     assert link.state is LinkState.READY
+
+
+def test_the_sniff_scanner_resyncs_at_a_frame_behind_a_phantom_length_too() -> None:
+    scanner = LineScanner()
+    wire = Frame(Command.DP_REPORT, DP15S[0].encode(), VERSION_MCU).encode()
+    scanner.feed(bytes.fromhex("55aa030703ff") + wire)
+    assert list(scanner.events()) == [
+        Skipped(bytes.fromhex("55aa030703ff"), "phantom length"),
+        Frame(Command.DP_REPORT, DP15S[0].encode(), VERSION_MCU),
+    ]

@@ -60,6 +60,7 @@ __all__ = [
     "encode_gmt_time",
     "encode_local_time",
     "encode_module_mac",
+    "hidden_frame",
 ]
 
 HEADER = b"\x55\xaa"
@@ -73,7 +74,7 @@ VERSION_GATEWAY = 0x00  # every frame the WiFi module sends
 VERSION_MCU = 0x03  # every frame an MCU on the standard serial protocol sends
 VERSION_LOW_POWER = 0x00  # an MCU answering with this speaks the low-power protocol
 # A half frame this old is given up and what follows its header rescanned. A whole frame
-# behind a phantom length comes out at once (FrameDecoder._hidden_frame); this is for a phantom
+# behind a phantom length comes out at once (hidden_frame); this is for a phantom
 # followed by nothing whole. The MCU SDK has no inter-byte timeout and a TCP serial bridge
 # (socket://, rfc2217://) may deliver one frame in segments far apart: no byte-time gap, but
 # half the 1 s heartbeat and reply timeouts.
@@ -143,6 +144,19 @@ class Frame:
         if self.data:
             text += f" [{self.data.hex(' ')}]"
         return text
+
+
+def hidden_frame(buf: bytes | bytearray, end: int, looked: int = 0) -> int:
+    """Where a whole, valid frame starts in ``buf[1:end]`` (0: none), past frames ending by
+    ``looked``: an MCU sends frames one after another, so a header whose frame would hold a
+    whole frame had a phantom length (noise, a cut frame), quiet line or not."""
+    start = buf.find(HEADER, 1, end)
+    while start != -1 and start + _HEADER_LEN <= end:
+        inner_end = start + _HEADER_LEN + ((buf[start + 4] << 8) | buf[start + 5]) + 1
+        if looked < inner_end <= end and checksum(buf[start : inner_end - 1]) == buf[inner_end - 1]:
+            return start
+        start = buf.find(HEADER, start + 1, end)
+    return 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -224,23 +238,9 @@ class FrameDecoder:
         self.bytes_skipped += count
 
     def _hidden_frame(self, end: int) -> int:
-        """Where a whole, valid frame starts inside the first ``end`` bytes (0: none).
-
-        A real MCU sends one frame after another, so a header whose frame would hold another
-        whole frame had a phantom length (noise, a cut frame): resync at once, quiet line or not.
-        """
-        buf = self._buffer
-        start = buf.find(HEADER, 1, end)
-        while start != -1 and start + _HEADER_LEN <= end:
-            inner_end = start + _HEADER_LEN + ((buf[start + 4] << 8) | buf[start + 5]) + 1
-            if (
-                self._looked < inner_end <= end
-                and checksum(buf[start : inner_end - 1]) == buf[inner_end - 1]
-            ):
-                return start
-            start = buf.find(HEADER, start + 1, end)
+        start = hidden_frame(self._buffer, end, self._looked)
         self._looked = max(self._looked, end)
-        return 0
+        return start
 
     def _resync(self, why: str = "noise") -> None:
         """Drop bytes up to the next possible header (a lone trailing 0x55 is kept)."""

@@ -36,6 +36,9 @@ class ScriptedMcu:
         self.notice: bytes | None = None  # sent as 0x37 right after the product info
         self.working_mode = b""
         self.heartbeats_ignored = 0  # ignore this many heartbeats before answering
+        self.heartbeats_late = 0  # answer this many heartbeats ``heartbeat_late_s`` late
+        self.heartbeat_late_s = 0.0
+        self.echo = False  # the line echoes every frame the gateway sends, before the MCU answers
         self.silent = False
         self.confirm_writes = True
         self.report_override: DpValue | None = None  # report this instead of the written DP
@@ -60,6 +63,8 @@ class ScriptedMcu:
         self._decoder.feed(data)
         for frame in self._decoder:
             self.received.append((asyncio.get_running_loop().time(), frame))
+            if self.echo:
+                self.send_bytes(frame.encode())
             if not self.silent:
                 self._handle(frame)
 
@@ -103,8 +108,14 @@ class ScriptedMcu:
             if self.heartbeats_ignored > 0:
                 self.heartbeats_ignored -= 1
                 return
-            self._reply(command, b"\x00" if self._first_heartbeat else b"\x01")
+            answer = Frame(command, b"\x00" if self._first_heartbeat else b"\x01", self.version)
             self._first_heartbeat = False
+            if self.heartbeats_late > 0:
+                self.heartbeats_late -= 1
+                loop = asyncio.get_running_loop()
+                loop.call_later(self.heartbeat_late_s, self.send_bytes, answer.encode())
+            else:
+                self.send_bytes(answer.encode())
         elif command == Command.PRODUCT_INFO:
             self._reply(command, self.product)
             if self.notice is not None:

@@ -204,7 +204,7 @@ async def test_bad_records_are_counted_and_the_link_keeps_running(
     link = await ready_link(make_link, peer_end)
     seen = reports_of(link)
     peer_end.peer.send_bytes(bytes.fromhex("55AA030700060102000400172D"))  # truncated record
-    # a phantom header with a plausible length hides the next frame until the line idles
+    # a phantom header with a plausible length hides the next frame until that one is whole
     peer_end.peer.send_bytes(
         bytes.fromhex("55AA03070100") + bytes.fromhex("55AA03070008680200040000000180")
     )

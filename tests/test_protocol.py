@@ -170,13 +170,22 @@ def test_oversize_length_resyncs_at_once() -> None:
     assert decoder.oversize_frames == 1
 
 
-def test_phantom_long_length_waits_until_flush() -> None:
+def test_phantom_long_length_resyncs_at_the_whole_frame_behind_it() -> None:
     decoder = FrameDecoder()
-    decoder.feed(bytes.fromhex("55AA03070300") + REPORT)  # 768 bytes announced: plausible
+    decoder.feed(bytes.fromhex("55AA03070300") + REPORT[:-1])  # 768 bytes announced: plausible
+    assert list(decoder) == []  # waiting: the frame behind is not whole yet
+    assert decoder.buffered == 6 + len(REPORT) - 1
+    decoder.feed(REPORT[-1:])
+    assert list(decoder) == [REPORT_FRAME]  # a whole frame inside: the length was a phantom
+    assert (decoder.bytes_skipped, decoder.buffered) == (6, 0)
+
+
+def test_phantom_long_length_before_a_quiet_line_waits_until_flush() -> None:
+    decoder = FrameDecoder()
+    decoder.feed(bytes.fromhex("55AA03070300") + REPORT[:-1])
     assert list(decoder) == []
-    assert decoder.buffered == 6 + len(REPORT)
-    assert decoder.flush() == [REPORT_FRAME]
-    assert decoder.buffered == 0
+    assert decoder.flush() == []  # the half frame behind it is given up too
+    assert (decoder.bytes_skipped, decoder.buffered) == (6 + len(REPORT) - 1, 0)
 
 
 def test_start_of_frame_stress() -> None:

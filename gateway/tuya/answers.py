@@ -5,7 +5,8 @@ the module's MAC (0x2D), sends sync reports (0x22) and extended-service frames (
 resets WiFi (0x04/0x05), runs a WiFi test (0x0E) and announces features (0x37).
 :func:`answer_mcu_request` decides the answers with no I/O; :class:`McuResponder` sends them,
 walks the WiFi state back up after a reset, and logs once per command what it leaves
-unanswered (:data:`UNANSWERED` says why). Every answer goes out with version 0x00.
+unanswered (:data:`UNANSWERED` says why), once per 0x34 sub-command what it refuses
+(:data:`EXT_REFUSED`: answered ``sub 01``, failure). Every answer goes out with version 0x00.
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ from gateway.tuya.protocol import (
 )
 
 __all__ = [
+    "EXT_OPEN_TIME",
     "EXT_RECORD_REPORT",
+    "EXT_REFUSED",
     "EXT_TIME_LEN",
+    "EXT_WEATHER",
     "UNANSWERED",
     "WIFI_STATES_AFTER_RESET",
     "McuRequestOutcome",
@@ -44,9 +48,17 @@ _LOGGER = logging.getLogger(__name__)
 
 EXT_RECORD_REPORT = 0x0B  # 0x34 sub-command: DP records with the time they were recorded
 EXT_QUERY_FEATURES = 0x04  # 0x34 sub-command: which extended services the module supports
+EXT_OPEN_TIME = 0x01  # 0x34 sub-command: open the time service (sub 0x02 notices follow)
+EXT_WEATHER = 0x03  # 0x34 sub-command: ask for weather data
+# Sub-commands answered with failure (01): the MCU then asks 0x1C/0x0C for the time itself.
+EXT_REFUSED: dict[int, str] = {
+    EXT_OPEN_TIME: "answered failure: the gateway pushes no time notices (0x1C/0x0C are answered)",
+    EXT_WEATHER: "answered failure: weather needs the Tuya cloud, which this gateway replaces",
+}
 # 0x0B data: sub-command, then this many time bytes (as OpenBeken parses it), then DP records
 EXT_TIME_LEN = 8
 _ACK_OK = 0x00
+_ACK_FAILED = 0x01
 WIFI_STATES_AFTER_RESET = (2, 3)  # connected to the router, then to the cloud (then configured)
 
 
@@ -68,6 +80,7 @@ class McuRequestOutcome:
     reports: tuple[DpValue, ...] = ()
     errors: tuple[str, ...] = ()
     wifi_reset: bool = False
+    refused: str = ""  # a request not (fully) served, and why: logged once per sub-command
 
 
 def _local_time(frame: Frame, ctx: RequestContext) -> McuRequestOutcome:
@@ -104,9 +117,11 @@ def _extended_service(frame: Frame, ctx: RequestContext) -> McuRequestOutcome:
     sub = frame.data[0] if frame.data else None
     if sub == EXT_QUERY_FEATURES:
         return McuRequestOutcome(replies=(Frame(Command.EXTENDED_SERVICE, bytes((sub, _ACK_OK))),))
+    if sub is not None and sub in EXT_REFUSED:
+        failed = Frame(Command.EXTENDED_SERVICE, bytes((sub, _ACK_FAILED)))
+        return McuRequestOutcome(replies=(failed,), refused=EXT_REFUSED[sub])
     if sub != EXT_RECORD_REPORT:
-        _LOGGER.debug("link: extended service sub-command %s not supported", sub)
-        return McuRequestOutcome()
+        return McuRequestOutcome(refused="left unanswered: not a sub-command the module serves")
     reply = (Frame(Command.EXTENDED_SERVICE, bytes((EXT_RECORD_REPORT, _ACK_OK))),)
     stamp = frame.data[1 : 1 + EXT_TIME_LEN]
     if len(stamp) < EXT_TIME_LEN:
@@ -200,7 +215,7 @@ class McuResponder:
         self._rssi_dbm = config.rssi_dbm
         self._mac = config.mac
         self._reset_step_s = config.timings.wifi_reset_step_s
-        self._unanswered_logged: set[int] = set()
+        self._unanswered_logged: set[bytes] = set()  # command, and a 0x34's sub-command
         self._publish = publish
         self._reset_task: asyncio.Task[None] | None = None
 
@@ -213,6 +228,8 @@ class McuResponder:
         if outcome is None:
             self._log_unanswered(frame)
             return
+        if outcome.refused:
+            self._log_refused(frame, outcome.refused)
         for reply in outcome.replies:
             if channel.is_open:
                 channel.send(reply)
@@ -223,15 +240,31 @@ class McuResponder:
 
     def _log_unanswered(self, frame: Frame) -> None:
         reason = unanswered_reason(frame.command)
-        if reason is None or frame.command in self._unanswered_logged:
+        if reason is None or not self._first(bytes((frame.command,))):
             return
-        self._unanswered_logged.add(frame.command)
         _LOGGER.warning(
             "link: MCU request 0x%02X left unanswered (logged once): %s; frame %s",
             frame.command,
             reason,
             frame.encode().hex(" "),
         )
+
+    def _log_refused(self, frame: Frame, why: str) -> None:
+        if self._first(bytes((frame.command,)) + frame.data[:1]):
+            _LOGGER.warning(
+                "link: MCU request 0x%02X sub-command %s %s (logged once); frame %s",
+                frame.command,
+                frame.data[:1].hex() or "(none)",
+                why,
+                frame.encode().hex(" "),
+            )
+
+    def _first(self, key: bytes) -> bool:
+        """True the first time ``key`` (a command, and a sub-command) is seen."""
+        if key in self._unanswered_logged:
+            return False
+        self._unanswered_logged.add(key)
+        return True
 
     def cancel(self) -> None:
         """Forget any WiFi reset in progress; the state is the configured one again."""

@@ -14,15 +14,20 @@ import asyncio
 import dataclasses
 import logging
 import math
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import cast
 
 from gateway.errors import LinkClosedError, McuTimeoutError
 from gateway.tuya.protocol import Command, Dropped, Frame, FrameDecoder
 
-__all__ = ["FrameChannel", "LinkStats"]
+__all__ = ["ECHO_WINDOW_S", "FrameChannel", "LinkStats"]
 
 _LOGGER = logging.getLogger(__name__)
+
+# A received frame byte for byte one we sent this recently is the line's echo (an adapter or
+# a half-duplex bus hearing itself), never the MCU: MCU frames carry version 0x03, ours 0x00.
+ECHO_WINDOW_S = 0.5
 
 
 @dataclasses.dataclass(slots=True)
@@ -40,6 +45,7 @@ class LinkStats:
     heartbeat_rtt_ms: float | None = None
     handshakes: int = 0
     late_confirmations: int = 0  # DP reports confirming a write after its window ended
+    echoes_ignored: int = 0  # our own frames heard back (see ECHO_WINDOW_S)
 
 
 class FrameChannel(asyncio.Protocol):
@@ -66,7 +72,9 @@ class FrameChannel(asyncio.Protocol):
         self._transport: asyncio.BaseTransport | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
         self._waiters: dict[int, list[asyncio.Future[Frame]]] = {}
+        self._sent: deque[tuple[float, bytes]] = deque(maxlen=8)  # for echoes: (when, bytes)
         self.lost: asyncio.Future[None] = self._loop.create_future()
+        self.rebooted = asyncio.Event()  # a heartbeat answer 00 after an earlier answer
         self.last_tx = -math.inf
         self.last_report_at = -math.inf
 
@@ -107,8 +115,10 @@ class FrameChannel(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             raise LinkClosedError(f"cannot send {frame.describe()}: the connection is closed")
-        cast(asyncio.WriteTransport, transport).write(frame.encode())  # uvloop: no subclass
+        raw = frame.encode()
+        cast(asyncio.WriteTransport, transport).write(raw)  # uvloop: no subclass
         self.last_tx = self._loop.time()
+        self._sent.append((self.last_tx, raw))
         self._stats.frames_sent += 1
         if self._tap is not None:
             self._tap("tx", frame)
@@ -171,6 +181,8 @@ class FrameChannel(asyncio.Protocol):
     def _dispatch(self, frames: Iterable[Frame]) -> None:
         for frame in frames:
             self._count_decoder()
+            if self._is_echo(frame):
+                continue
             self._stats.frames_received += 1
             if self._tap is not None:
                 self._tap("rx", frame)
@@ -188,9 +200,24 @@ class FrameChannel(asyncio.Protocol):
                 _LOGGER.exception("link: failed to handle %s", frame.describe())
         self._count_decoder()
 
+    def _is_echo(self, frame: Frame) -> bool:
+        """True (and counted) for a frame we sent within ``ECHO_WINDOW_S``, heard back."""
+        raw = frame.encode()
+        since = self._loop.time() - ECHO_WINDOW_S
+        for entry in self._sent:
+            if entry[1] == raw and entry[0] >= since:
+                self._sent.remove(entry)  # one echo per frame sent
+                self._stats.echoes_ignored += 1
+                _LOGGER.debug("link: ignored the echo of our own %s", frame.describe())
+                return True
+        return False
+
     def _count_heartbeat(self, frame: Frame) -> None:
+        if not frame.data:
+            return  # a heartbeat request's shape, not an answer
         if frame.data[:1] == b"\x00" and self._stats.heartbeat_answers:
             self._stats.mcu_reboots += 1
+            self.rebooted.set()
             _LOGGER.warning("link: the MCU answered as after a boot: it rebooted")
         self._stats.heartbeat_answers += 1
 

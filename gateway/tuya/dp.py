@@ -116,20 +116,23 @@ def encode_dps(values: Iterable[DpValue]) -> bytes:
 
 
 def decode_dps(data: bytes) -> DpParseResult:
-    """Parse DP records; a bad record is reported and parsing stops there."""
+    """Parse DP records: a bad record that fits the frame is skipped (the MCU SDK's own loop
+    steps ``len + 4`` on), one that runs past the frame ends the parse."""
     values: list[DpValue] = []
+    errors: list[str] = []
     offset = 0
     while offset < len(data):
         if len(data) - offset < 4:
-            return DpParseResult(tuple(values), (f"truncated record header at byte {offset}",))
+            errors.append(f"truncated record header at byte {offset}")
+            break
         dpid, raw_type, length = struct.unpack_from(">BBH", data, offset)
         payload = data[offset + 4 : offset + 4 + length]
         if len(payload) != length:
-            error = f"dp{dpid}: record says {length} bytes, {len(payload)} present"
-            return DpParseResult(tuple(values), (error,))
+            errors.append(f"dp{dpid}: record says {length} bytes, {len(payload)} present")
+            break
         try:
             values.append(DpValue(dpid, DpType(raw_type), payload))
         except ValueError as err:  # unknown type, or DpRecordError for a wrong size
-            return DpParseResult(tuple(values), (f"dp{dpid}: {err}",))
+            errors.append(f"dp{dpid}: {err}")
         offset += 4 + length
-    return DpParseResult(tuple(values), ())
+    return DpParseResult(tuple(values), tuple(errors))

@@ -6,7 +6,10 @@
    (0x03) and wait for its ack;
 4. query all DPs (0x08) and collect reports until ``query_quiet_s`` of quiet.
 
-An MCU reply with version byte 0x00 means the low-power protocol: stop for good.
+An MCU reply with version byte 0x00 means the low-power protocol: stop for good. Our own
+frames heard back (an echoing adapter) never count: the channel drops them, and a heartbeat
+without the answer byte is no answer. A heartbeat answer 00 after an earlier answer means the
+MCU rebooted: the handshake runs again, however late that answer came.
 """
 
 from __future__ import annotations
@@ -83,7 +86,12 @@ async def probe_mcu(channel: FrameChannel, timings: LinkTimings) -> Frame:
             )
         except TimeoutError:
             continue
+        if not reply.data:
+            _LOGGER.debug("link: %s carries no answer byte: not an answer", reply.describe())
+            await asyncio.sleep(timings.probe_interval_s)
+            continue
         check_version(reply)
+        channel.rebooted.clear()  # this answer starts the handshake: a later 00 is a reboot
         return reply
 
 
@@ -131,14 +139,23 @@ async def collect_reports(channel: FrameChannel, timings: LinkTimings) -> None:
 async def watch_heartbeats(
     channel: FrameChannel, interval_s: float, timeout_s: float, missed_down: int, stats: LinkStats
 ) -> bool:
-    """Heartbeat while READY; False after ``missed_down`` misses in a row, True on MCU reboot."""
+    """Heartbeat while READY; False after ``missed_down`` misses in a row, True on MCU reboot.
+
+    A reboot is any answer 00 the channel sees after the probe's, also one that came after its
+    heartbeat's timeout: the MCU forgot the WiFi state, so the handshake must run again.
+    """
     loop = asyncio.get_running_loop()
     missed = 0
     while True:
-        await asyncio.sleep(interval_s)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(interval_s):
+                await channel.rebooted.wait()
+        if channel.rebooted.is_set():
+            _LOGGER.warning("link: the MCU rebooted; handshaking again")
+            return True
         sent = loop.time()
         try:
-            reply = await channel.request(Frame(Command.HEARTBEAT), Command.HEARTBEAT, timeout_s)
+            await channel.request(Frame(Command.HEARTBEAT), Command.HEARTBEAT, timeout_s)
         except McuTimeoutError:
             missed += 1
             _LOGGER.warning("link: heartbeat missed (%d of %d)", missed, missed_down)
@@ -146,7 +163,4 @@ async def watch_heartbeats(
                 return False
             continue
         missed = 0
-        stats.heartbeat_rtt_ms = (loop.time() - sent) * 1000.0
-        if reply.data[:1] == b"\x00":  # the first answer after an MCU boot (the link counts it)
-            _LOGGER.warning("link: the MCU rebooted; handshaking again")
-            return True
+        stats.heartbeat_rtt_ms = (loop.time() - sent) * 1000.0  # an answer 00 ends the next wait

@@ -7,11 +7,11 @@ A frame on the UART is::
 where the checksum is the sum of every preceding byte modulo 256. The WiFi side
 (the gateway) sends version 0x00; the MCU answers with 0x03.
 
-Feed received bytes to a :class:`FrameDecoder` and iterate it for frames. On
-garbage, a bad checksum or an impossible length it drops to the next ``55 AA``
-and counts what it dropped (``on_drop`` sees each dropped run, in order with the frames);
-it never raises on input from the wire. DP records live in
-:mod:`gateway.tuya.dp`, frame payloads in :mod:`gateway.tuya.payloads`; both are
+Feed received bytes to a :class:`FrameDecoder` and iterate it for frames. On garbage, a bad
+checksum, an impossible length or a header whose frame would hold a whole valid frame (a
+phantom length) it drops to the next ``55 AA`` and counts what it dropped (``on_drop`` sees
+each dropped run, in order with the frames); it never raises on input from the wire. DP records
+live in :mod:`gateway.tuya.dp`, frame payloads in :mod:`gateway.tuya.payloads`; both are
 re-exported here, so this module is the codec's one import.
 """
 
@@ -60,19 +60,25 @@ __all__ = [
     "encode_gmt_time",
     "encode_local_time",
     "encode_module_mac",
+    "hidden_frame",
 ]
 
 HEADER = b"\x55\xaa"
 _HEADER_LEN = 6  # 55 AA ver cmd len_hi len_lo
-# Breakers send well under 300 data bytes; a larger length is corruption, and
-# waiting for it would stall the decoder on a 64 KiB phantom frame.
+# The longest frames an MCU sends are its product info (a JSON of a few hundred bytes with every
+# optional key) and large raw DPs; breakers stay well under 300 data bytes. A longer length is
+# corruption: resynced at once at the next 55 AA instead of stalling on a phantom frame.
 MAX_DATA_LEN = 1024
 
 VERSION_GATEWAY = 0x00  # every frame the WiFi module sends
 VERSION_MCU = 0x03  # every frame an MCU on the standard serial protocol sends
 VERSION_LOW_POWER = 0x00  # an MCU answering with this speaks the low-power protocol
-# ~50 byte times at 9600 baud: a half frame this old will never complete
-LINE_IDLE_S = 0.05
+# A half frame this old is given up and what follows its header rescanned. A whole frame
+# behind a phantom length comes out at once (hidden_frame); this is for a phantom
+# followed by nothing whole. The MCU SDK has no inter-byte timeout and a TCP serial bridge
+# (socket://, rfc2217://) may deliver one frame in segments far apart: no byte-time gap, but
+# half the 1 s heartbeat and reply timeouts.
+LINE_IDLE_S = 0.5
 
 
 class Command(enum.IntEnum):
@@ -140,6 +146,19 @@ class Frame:
         return text
 
 
+def hidden_frame(buf: bytes | bytearray, end: int, looked: int = 0) -> int:
+    """Where a whole, valid frame starts in ``buf[1:end]`` (0: none), past frames ending by
+    ``looked``: an MCU sends frames one after another, so a header whose frame would hold a
+    whole frame had a phantom length (noise, a cut frame), quiet line or not."""
+    start = buf.find(HEADER, 1, end)
+    while start != -1 and start + _HEADER_LEN <= end:
+        inner_end = start + _HEADER_LEN + ((buf[start + 4] << 8) | buf[start + 5]) + 1
+        if looked < inner_end <= end and checksum(buf[start : inner_end - 1]) == buf[inner_end - 1]:
+            return start
+        start = buf.find(HEADER, start + 1, end)
+    return 0
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Skipped:
     """Bytes that belong to no frame (noise, a cut frame, a header with an absurd length)."""
@@ -172,6 +191,7 @@ class FrameDecoder:
         self.on_drop = on_drop
         self._buffer = bytearray()
         self._shown = 0  # leading bytes on_drop saw already, as a bad-checksum frame
+        self._looked = 0  # inner frames ending within this many bytes were looked at
         self.frames_decoded = 0
         self.bytes_skipped = 0
         self.checksum_errors = 0
@@ -196,9 +216,8 @@ class FrameDecoder:
     def flush(self) -> list[Frame]:
         """The line went idle: give up on any incomplete frame and rescan what follows it.
 
-        A corrupt length makes the decoder wait for bytes that never come; the
-        caller calls this after a silence longer than any inter-byte gap, so a
-        real frame hidden behind a phantom header still comes out.
+        A corrupt length followed by no whole frame makes the decoder wait for bytes that
+        never come; the caller calls this after ``LINE_IDLE_S`` of silence.
         """
         return list(self.idle())
 
@@ -214,8 +233,14 @@ class FrameDecoder:
         if self.on_drop is not None and count > self._shown:
             self.on_drop(Skipped(bytes(self._buffer[self._shown : count]), why))
         self._shown = max(0, self._shown - count)
+        self._looked = 0
         del self._buffer[:count]
         self.bytes_skipped += count
+
+    def _hidden_frame(self, end: int) -> int:
+        start = hidden_frame(self._buffer, end, self._looked)
+        self._looked = max(self._looked, end)
+        return start
 
     def _resync(self, why: str = "noise") -> None:
         """Drop bytes up to the next possible header (a lone trailing 0x55 is kept)."""
@@ -256,6 +281,10 @@ class FrameDecoder:
                 self._resync(f"length {length} too long")
                 continue
             total = _HEADER_LEN + length + 1
+            inner = self._hidden_frame(min(total, len(buf)))
+            if inner:
+                self._skip(inner, "phantom length")
+                continue
             if len(buf) < total:
                 return None
             if checksum(buf[: total - 1]) != buf[total - 1]:
@@ -263,6 +292,6 @@ class FrameDecoder:
                 continue
             frame = Frame(command=buf[3], data=bytes(buf[_HEADER_LEN : total - 1]), version=buf[2])
             del buf[:total]
-            self._shown = 0
+            self._shown = self._looked = 0
             self.frames_decoded += 1
             return frame

@@ -10,7 +10,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 
-from gateway.tuya.protocol import HEADER, MAX_DATA_LEN, BadChecksum, Frame, Skipped, checksum
+from gateway.tuya.protocol import (
+    HEADER,
+    MAX_DATA_LEN,
+    BadChecksum,
+    Frame,
+    Skipped,
+    checksum,
+    hidden_frame,
+)
 
 __all__ = ["BadChecksum", "LineEvent", "LineScanner", "LineTotals", "Skipped"]
 
@@ -81,6 +89,9 @@ class LineScanner:
         if length > self.max_data_len:
             return self._take_skipped(self._next_header(len(buf)), f"length {length} too long")
         total = _HEADER_LEN + length + 1
+        inner = hidden_frame(buf, min(total, len(buf)))
+        if inner:  # a whole frame inside: the length was a phantom, as the decoder decides
+            return self._take_skipped(inner, "phantom length")
         if len(buf) < total:
             return None
         if checksum(buf[: total - 1]) == buf[total - 1]:

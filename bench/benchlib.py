@@ -10,6 +10,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -17,6 +18,9 @@ from pathlib import Path
 from gateway.regmap.load import load_map
 
 ROOT = Path(__file__).resolve().parent.parent
+# The gateways a bench starts keep their lifetime energy here, never in the user's state dir.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="tmg-bench-state-")
+os.environ.pop("STATE_DIRECTORY", None)
 BIN_DIR = ROOT / ".bench-bin"
 BUILD_SH = ROOT.parent / "shared" / "bench" / "build.sh"
 DEFAULT_MAP = ROOT / "register_map.yaml"

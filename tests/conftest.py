@@ -6,10 +6,12 @@ import dataclasses
 import os
 import tempfile
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from mcu_peer import PtyPeer, ScriptedMcu, TcpPeer
+from mqtt_broker import Broker, mosquitto_path
 
 import gateway.twin  # noqa: F401 - registers the sim:// link scheme
 from gateway.tuya.handshake import LinkTimings
@@ -19,6 +21,7 @@ from gateway.tuya.protocol import DpValue
 # `run` keeps lifetime energy in the platform state dir: point it (and every subprocess's) at
 # a temporary one so tests never write into the user's ~/.local/state.
 os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="tmg-test-state-")
+os.environ.pop("STATE_DIRECTORY", None)  # systemd's, which would come first
 
 # Spec timings scaled down so a handshake takes ~0.1 s; reply timeouts stay generous because
 # they only matter when something is wrong, and CI machines are busy.
@@ -90,3 +93,13 @@ async def make_link() -> AsyncIterator[Callable[[LinkConfig], McuLink]]:
     yield build
     for link in links:
         await link.stop()
+
+
+@pytest.fixture
+async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
+    """A Mosquitto of our own on a free port (skipped without it, failed under CI=true)."""
+    mosquitto_path()
+    running = Broker(tmp_path)
+    await running.start()
+    yield running
+    await running.stop()

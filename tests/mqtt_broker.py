@@ -15,8 +15,9 @@ from pathlib import Path
 import aiomqtt
 import pytest
 from served import TIMEOUT_S
+from waiting import eventually
 
-__all__ = ["Broker", "Heard", "listening", "mosquitto_path"]
+__all__ = ["Broker", "Heard", "heard_text", "listening", "mosquitto_path"]
 
 
 def mosquitto_path() -> str:
@@ -131,3 +132,14 @@ async def listening(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def heard_text(heard: Heard, topic: str, expected: str | None = None) -> str:
+    """The payload of ``topic`` once it arrived (and equals ``expected`` if given)."""
+
+    async def arrived() -> bool:
+        text = heard.text(topic)
+        return text is not None and (expected is None or text == expected)
+
+    await eventually(arrived, f"{topic} = {expected!r}")
+    return heard.text(topic) or ""

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mqtt_broker import Broker, Heard, listening, mosquitto_path
+from mqtt_broker import Broker, Heard, heard_text, listening
 from served import Served, eventually, start_served
 
 from gateway.config import DeviceConfig, GatewayConfig, WritePolicy
@@ -51,15 +51,6 @@ def gateway_config(
 
 
 @pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    mosquitto_path()
-    running = Broker(tmp_path)
-    await running.start()
-    yield running
-    await running.stop()
-
-
-@pytest.fixture
 async def start() -> AsyncIterator[Start]:
     started: list[Served] = []
 
@@ -69,17 +60,6 @@ async def start() -> AsyncIterator[Start]:
     yield starter
     for served in started:
         await served.stop()
-
-
-async def heard_text(heard: Heard, topic: str, expected: str | None = None) -> str:
-    """The payload of ``topic`` once it arrived (and equals ``expected`` if given)."""
-
-    async def arrived() -> bool:
-        text = heard.text(topic)
-        return text is not None and (expected is None or text == expected)
-
-    await eventually(arrived, f"{topic} = {expected!r}")
-    return heard.text(topic) or ""
 
 
 def configs(heard: Heard) -> dict[str, dict[str, Any]]:

@@ -9,8 +9,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-from mqtt_broker import Broker, listening, mosquitto_path
+from mqtt_broker import Broker, listening
 from served import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,15 +72,6 @@ async def _exited(process: asyncio.subprocess.Process) -> bool:
         await process.wait()
         return False
     return True
-
-
-@pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    mosquitto_path()
-    running = Broker(tmp_path)
-    await running.start()
-    yield running
-    await running.stop()
 
 
 async def test_three_gateways_give_twelve_distinct_devices(tmp_path: Path, broker: Broker) -> None:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from mqtt_broker import Broker, Heard, listening, mosquitto_path
+from mqtt_broker import Broker, Heard, heard_text, listening
 from served import Served, eventually, start_served
 
 from gateway.config import DeviceConfig, GatewayConfig, WritePolicy
@@ -46,15 +46,6 @@ def config(
 
 
 @pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    mosquitto_path()
-    running = Broker(tmp_path)
-    await running.start()
-    yield running
-    await running.stop()
-
-
-@pytest.fixture
 async def start() -> AsyncIterator[Start]:
     started: list[Served] = []
 
@@ -64,15 +55,6 @@ async def start() -> AsyncIterator[Start]:
     yield starter
     for served in started:
         await served.stop()
-
-
-async def heard_text(heard: Heard, topic: str, expected: str | None = None) -> str:
-    async def arrived() -> bool:
-        text = heard.text(topic)
-        return text is not None and (expected is None or text == expected)
-
-    await eventually(arrived, f"{topic} = {expected!r}")
-    return heard.text(topic) or ""
 
 
 async def test_map_auto_publishes_the_chosen_map(

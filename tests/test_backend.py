@@ -275,7 +275,7 @@ async def mcu(
 def unit(
     mcu: Mcu, cache: DatapointCache, regmap: RegisterMap = DEFAULT_MAP, **options: Any
 ) -> UnitBackend:
-    options.setdefault("confirm_timeout_s", 0.2)
+    options.setdefault("confirm_timeout_s", 0.5)  # halfway 0.25 s: a busy CI stall is no resend
     return UnitBackend(regmap, cache, mcu.link.writes, lambda: STATUS, unit_id=1, **options)
 
 
@@ -534,8 +534,11 @@ async def test_switch_write_while_one_is_in_flight_is_busy_at_once(
 
 
 async def test_switch_write_never_waits_behind_a_threshold_write(
-    writer: UnitBackend, mcu: Mcu
+    mcu: Mcu, cache: DatapointCache
 ) -> None:
+    # A window far longer than the report's delay: no halfway resend races the report (with
+    # 0.2 s, the resend at 0.1 s met the report at 0.1 s on a busy CI machine).
+    writer = unit(mcu, cache, confirm_timeout_s=3.0)
     mcu.peer.report_delay_s = 0.1
     first = asyncio.create_task(writer.write(HR, 0, [40], "a"))
     await mcu.wait_commands(1)

@@ -74,8 +74,12 @@ async def test_discovery_has_what_home_assistant_requires(
         await start(gateway_config(tmp_path, broker))
         await heard_text(heard, SWITCH_CONFIG)
         await heard_text(heard, f"{GW}/status", "online")
-        await heard_text(heard, "homeassistant/sensor/test-gw/1_energy_lifetime/config")
-        found = configs(heard)
+        for point in ("sensor/test-gw/1_energy_lifetime", "sensor/test-gw/1_energy_total"):
+            await heard_text(heard, f"homeassistant/{point}/config")
+        await heard_text(heard, "homeassistant/sensor/test-gw/1_voltage/config")
+        await heard_text(heard, "homeassistant/number/test-gw/1_overvoltage_threshold/config")
+        await heard_text(heard, "homeassistant/binary_sensor/test-gw/1_fault_leakage/config")
+        found = configs(heard)  # discovery arrives in no set order: what is asserted is awaited
         for topic, config in found.items():
             assert config["unique_id"], topic
             assert config["state_topic"].startswith(f"{GW}/1/"), topic

@@ -292,5 +292,5 @@ def _log_info(unit: Unit, read_only: bool) -> logs.UnitInfo:
         lambda: unit.register_map,
         read_only,
         lambda: unit.link.state is LinkState.READY,
-        serving=lambda: auto is None or auto.inner is not None,
+        serving=lambda: auto is None or auto.chosen is not None,
     )

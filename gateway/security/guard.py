@@ -144,7 +144,6 @@ class GuardedUnit(UnitProxy):
         self, backend: UnitBackend, unit: int, client: Client, policy: AccessPolicy
     ) -> None:
         super().__init__(backend)
-        self._backend = backend
         self._unit = unit
         self._client = client
         self._policy = policy
@@ -153,7 +152,7 @@ class GuardedUnit(UnitProxy):
         if Permission.READ not in self._client.permissions:
             self._policy.refused(self._client, self._unit, "read", Permission.READ)
             return ExceptionCode.ILLEGAL_FUNCTION
-        return self._backend.read(table, address, count)
+        return self.inner.read(table, address, count)
 
     async def write(
         self,
@@ -165,13 +164,13 @@ class GuardedUnit(UnitProxy):
     ) -> ExceptionCode | None:
         policy = self._policy
         needed = policy.needed(self._unit, table, address, len(values))
-        old = self._backend.read(table, address, len(values)) if policy.audit else None
+        old = self.inner.read(table, address, len(values)) if policy.audit else None
         if needed not in self._client.permissions:
             policy.refused(self._client, self._unit, f"write ({needed.value})", needed)
             self._audit(table, address, old, values, ExceptionCode.ILLEGAL_FUNCTION, None)
             return ExceptionCode.ILLEGAL_FUNCTION
         start = time.monotonic()
-        code = await self._backend.write(table, address, values, client, arrived)
+        code = await self.inner.write(table, address, values, client, arrived)
         self._audit(table, address, old, values, code, (time.monotonic() - start) * 1000)
         return code
 

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 
 from gateway.modbus.pdu import UnitBackend
+from gateway.modbus.proxy import UnitProxy
 from gateway.modbus.tables import ExceptionCode, Table
 from gateway.regmap.catalog import MapChoice, choose_map, shipped_maps
 from gateway.regmap.specs import RegisterMap
@@ -22,7 +23,48 @@ _LOGGER = logging.getLogger(__name__)
 _NOT_SERVING = ExceptionCode.GATEWAY_TARGET_NO_RESPONSE
 
 
-class AutoBackend:
+class _NotServing:
+    """What an auto unit serves until its map is chosen: 0x0B to every request."""
+
+    def __init__(self, unit_id: int) -> None:
+        self.identification: dict[int, str] = {}
+        self._unit_id = unit_id
+
+    def read(self, table: Table, address: int, count: int) -> list[int] | ExceptionCode:
+        return _NOT_SERVING
+
+    async def write(
+        self,
+        table: Table,
+        address: int,
+        values: list[int],
+        client: str,
+        arrived: float | None = None,
+    ) -> ExceptionCode | None:
+        return _NOT_SERVING
+
+    def count_request(self, exception: ExceptionCode | None, function_code: int = 0) -> None:
+        pass
+
+    def moves_motor(self, table: Table, address: int, count: int) -> bool:
+        return False
+
+    def count_broadcast_refused(self) -> None:
+        pass
+
+    def refused(
+        self,
+        table: Table,
+        address: int,
+        values: list[int],
+        client: str,
+        code: ExceptionCode,
+        why: str,
+    ) -> None:
+        _LOGGER.warning("unit %d: write refused by %s: %s", self._unit_id, client, why)
+
+
+class AutoBackend(UnitProxy):
     """Serves through the backend ``use_map`` builds for the chosen map; 0x0B before."""
 
     def __init__(
@@ -31,8 +73,7 @@ class AutoBackend:
         use_map: Callable[[RegisterMap], UnitBackend],
         choose: Callable[[str | None], MapChoice] = choose_map,
     ) -> None:
-        self.identification: dict[int, str] = {}
-        self.inner: UnitBackend | None = None
+        super().__init__(_NotServing(unit_id))
         self.chosen: RegisterMap | None = None
         self._unit_id = unit_id
         self._use_map = use_map
@@ -74,7 +115,6 @@ class AutoBackend:
         )
         self.chosen = choice.map
         self.inner = self._use_map(choice.map)
-        self.identification = self.inner.identification
 
     def _refuse(self, key: str | None) -> None:
         if key in self._refused:
@@ -88,43 +128,3 @@ class AutoBackend:
             key,
             ", ".join(known),
         )
-
-    def read(self, table: Table, address: int, count: int) -> list[int] | ExceptionCode:
-        return _NOT_SERVING if self.inner is None else self.inner.read(table, address, count)
-
-    async def write(
-        self,
-        table: Table,
-        address: int,
-        values: list[int],
-        client: str,
-        arrived: float | None = None,
-    ) -> ExceptionCode | None:
-        if self.inner is None:
-            return _NOT_SERVING
-        return await self.inner.write(table, address, values, client, arrived)
-
-    def moves_motor(self, table: Table, address: int, count: int) -> bool:
-        return self.inner is not None and self.inner.moves_motor(table, address, count)
-
-    def count_broadcast_refused(self) -> None:
-        if self.inner is not None:
-            self.inner.count_broadcast_refused()
-
-    def refused(
-        self,
-        table: Table,
-        address: int,
-        values: list[int],
-        client: str,
-        code: ExceptionCode,
-        why: str,
-    ) -> None:
-        if self.inner is not None:
-            self.inner.refused(table, address, values, client, code, why)
-        else:
-            _LOGGER.warning("unit %d: write refused by %s: %s", self._unit_id, client, why)
-
-    def count_request(self, exception: ExceptionCode | None, function_code: int = 0) -> None:
-        if self.inner is not None:
-            self.inner.count_request(exception, function_code)

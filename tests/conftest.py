@@ -5,15 +5,17 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mcu_peer import PtyPeer, ScriptedMcu, TcpPeer
 from mqtt_broker import Broker, mosquitto_path
+from served import Served, start_served
 
 import gateway.twin  # noqa: F401 - registers the sim:// link scheme
+from gateway.config import GatewayConfig
 from gateway.tuya.handshake import LinkTimings
 from gateway.tuya.link import LinkConfig, McuLink
 from gateway.tuya.protocol import DpValue
@@ -103,3 +105,16 @@ async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
     await running.start()
     yield running
     await running.stop()
+
+
+@pytest.fixture
+async def start() -> AsyncIterator[Callable[[GatewayConfig], Awaitable[Served]]]:
+    """Start a gateway on a config (its Modbus client connected); all stopped after the test."""
+    started: list[Served] = []
+
+    async def starter(cfg: GatewayConfig) -> Served:
+        return await start_served(cfg, Served, started)
+
+    yield starter
+    for served in started:
+        await served.stop()

@@ -11,13 +11,16 @@ import socket
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
 from served import TIMEOUT_S
 from waiting import eventually
 
-__all__ = ["Broker", "Heard", "heard_text", "listening", "mosquitto_path"]
+from gateway.mqtt import MqttSettings
+
+__all__ = ["Broker", "Heard", "gateway_mqtt_settings", "heard_text", "listening", "mosquitto_path"]
 
 
 def mosquitto_path() -> str:
@@ -143,3 +146,11 @@ async def heard_text(heard: Heard, topic: str, expected: str | None = None) -> s
 
     await eventually(arrived, f"{topic} = {expected!r}")
     return heard.text(topic) or ""
+
+
+def gateway_mqtt_settings(broker: Broker, **overrides: Any) -> MqttSettings:
+    """The gateway's MQTT settings for ``broker``: gateway id test-gw, every change sent, fast
+    reconnects."""
+    fields: dict[str, Any] = {"gateway_id": "test-gw", "min_interval_s": 0.0}
+    fields |= {"backoff_min_s": 0.1, "backoff_max_s": 0.5, **overrides}
+    return MqttSettings("127.0.0.1", broker.port, **fields)

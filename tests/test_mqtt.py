@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-from mqtt_broker import Broker, Heard, heard_text, listening
-from served import Served, eventually, start_served
+from mqtt_broker import Broker, Heard, gateway_mqtt_settings, heard_text, listening
+from served import Served, eventually
 
 from gateway.config import DeviceConfig, GatewayConfig, WritePolicy
 from gateway.modbus.server import TcpListener
-from gateway.mqtt import MqttSettings
 from gateway.mqtt.commands import CommandOutcome
 from gateway.regmap.load import load_map
 
@@ -36,30 +34,10 @@ def gateway_config(
     text = (ROOT / "register_map.yaml").read_text(encoding="utf-8")
     path = folder / "map.yaml"
     path.write_text(text.replace("tuya:\n", FAST_TUYA, 1), encoding="utf-8")
-    mqtt = MqttSettings(
-        "127.0.0.1",
-        broker.port,
-        username=username,
-        gateway_id="test-gw",
-        min_interval_s=0.0,
-        backoff_min_s=0.1,
-        backoff_max_s=0.5,
-    )
+    mqtt = gateway_mqtt_settings(broker, username=username)
     devices = tuple(DeviceConfig(unit, TWIN, str(path)) for unit in units)
     policy = WritePolicy(switch_interval_s=0.1)
     return GatewayConfig(devices, TcpListener("127.0.0.1", 0), None, policy, mqtt=mqtt)
-
-
-@pytest.fixture
-async def start() -> AsyncIterator[Start]:
-    started: list[Served] = []
-
-    async def starter(cfg: GatewayConfig) -> Served:
-        return await start_served(cfg, Served, started)
-
-    yield starter
-    for served in started:
-        await served.stop()
 
 
 def configs(heard: Heard) -> dict[str, dict[str, Any]]:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import pytest
-from mqtt_broker import Broker, Heard, heard_text, listening
-from served import Served, eventually, start_served
+from mqtt_broker import Broker, Heard, gateway_mqtt_settings, heard_text, listening
+from served import Served, eventually
 
 from gateway.config import DeviceConfig, GatewayConfig, WritePolicy
 from gateway.modbus.server import TcpListener
-from gateway.mqtt import MqttSettings
 from gateway.mqtt.discovery import discovery_messages, published_points
 from gateway.mqtt.topics import Topics
 from gateway.unit.values import read_source
@@ -32,29 +30,9 @@ def twin(unit: int, report_interval: float = 1) -> str:
 def config(
     broker: Broker, devices: tuple[DeviceConfig, ...], queue_size: int = 4096
 ) -> GatewayConfig:
-    mqtt = MqttSettings(
-        "127.0.0.1",
-        broker.port,
-        gateway_id="test-gw",
-        min_interval_s=0.0,
-        queue_size=queue_size,
-        backoff_min_s=0.1,
-        backoff_max_s=0.5,
-    )
+    mqtt = gateway_mqtt_settings(broker, queue_size=queue_size)
     policy = WritePolicy(switch_interval_s=0.1)
     return GatewayConfig(devices, TcpListener("127.0.0.1", 0), None, policy, mqtt=mqtt)
-
-
-@pytest.fixture
-async def start() -> AsyncIterator[Start]:
-    started: list[Served] = []
-
-    async def starter(cfg: GatewayConfig) -> Served:
-        return await start_served(cfg, Served, started)
-
-    yield starter
-    for served in started:
-        await served.stop()
 
 
 async def test_map_auto_publishes_the_chosen_map(

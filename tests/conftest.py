@@ -59,6 +59,10 @@ def fast_config(url: str, **overrides: Any) -> LinkConfig:
     return dataclasses.replace(base, **overrides)
 
 
+MakeLink = Callable[[LinkConfig], McuLink]
+READY_S = 10.0
+
+
 @dataclasses.dataclass
 class PeerEnd:
     """A scripted MCU and the URL the link opens to reach it."""
@@ -118,3 +122,18 @@ async def start() -> AsyncIterator[Callable[[GatewayConfig], Awaitable[Served]]]
     yield starter
     for served in started:
         await served.stop()
+
+
+async def ready_link(make_link: MakeLink, end: PeerEnd, **overrides: object) -> McuLink:
+    """A fast link to the peer's end, started and READY."""
+    link = make_link(fast_config(end.url, **overrides))
+    await link.start()
+    await link.wait_ready(READY_S)
+    return link
+
+
+def reports_of(link: McuLink) -> list[DpValue]:
+    """Every report the link passes on from now, in order."""
+    seen: list[DpValue] = []
+    link.add_report_listener(seen.append)
+    return seen

@@ -6,12 +6,11 @@ The scripted MCU over a real pty and a real TCP socket; the twin over ``sim://``
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import PeerEnd, fast_config
+from conftest import READY_S, MakeLink, PeerEnd, fast_config, ready_link
 from waiting import eventually
 
 from gateway.config import load_config
@@ -19,13 +18,10 @@ from gateway.errors import ConfigError
 from gateway.regmap.load import load_map
 from gateway.service import link_config
 from gateway.tuya.answers import UNANSWERED, RequestContext, answer_mcu_request
-from gateway.tuya.link import LinkConfig, McuLink
 from gateway.tuya.payloads import decode_gmt_time, decode_module_mac, derived_mac, parse_mac
 from gateway.tuya.protocol import Command, Frame
 from gateway.twin import running_twin
 
-MakeLink = Callable[[LinkConfig], McuLink]
-READY_S = 10.0
 DEFAULT_MAP = str(Path(__file__).resolve().parents[1] / "register_map.yaml")
 # What an MCU built on Tuya's MCU SDK v2.5.6 may send the module unasked (its command list,
 # less the module's own commands and the MCU's replies to them).
@@ -33,13 +29,6 @@ SDK_REQUESTS = (
     0x04, 0x05, 0x0C, 0x0E, 0x1C, 0x20, 0x22, 0x24, 0x25, 0x28, 0x2B, 0x2C, 0x2D, 0x2E,
     0x2F, 0x30, 0x34, 0x35, 0x37, 0x60, 0x61, 0x62, 0x63, 0x64, 0x65,
 )  # fmt: skip
-
-
-async def ready(make_link: MakeLink, end: PeerEnd, **overrides: object) -> McuLink:
-    link = make_link(fast_config(end.url, **overrides))
-    await link.start()
-    await link.wait_ready(READY_S)
-    return link
 
 
 def test_gmt_time_answer_matches_the_sdk_layout() -> None:
@@ -50,7 +39,7 @@ def test_gmt_time_answer_matches_the_sdk_layout() -> None:
 
 
 async def test_gmt_time_is_answered_in_utc(make_link: MakeLink, peer_end: PeerEnd) -> None:
-    await ready(make_link, peer_end)
+    await ready_link(make_link, peer_end)
     answer = await peer_end.peer.ask(Command.GMT_TIME)
     assert answer.version == 0x00
     assert len(answer.data) == 7
@@ -61,7 +50,7 @@ async def test_gmt_time_is_answered_in_utc(make_link: MakeLink, peer_end: PeerEn
 
 async def test_configured_mac_is_answered(make_link: MakeLink, peer_end: PeerEnd) -> None:
     mac = parse_mac("02:11:22:33:44:55")
-    await ready(make_link, peer_end, module_mac=mac)
+    await ready_link(make_link, peer_end, module_mac=mac)
     answer = await peer_end.peer.ask(Command.MODULE_MAC)
     assert answer.data == b"\x00" + mac
 
@@ -69,7 +58,7 @@ async def test_configured_mac_is_answered(make_link: MakeLink, peer_end: PeerEnd
 async def test_default_mac_is_stable_and_locally_administered(
     make_link: MakeLink, peer_end: PeerEnd
 ) -> None:
-    await ready(make_link, peer_end)
+    await ready_link(make_link, peer_end)
     mac = decode_module_mac((await peer_end.peer.ask(Command.MODULE_MAC)).data)
     assert mac == derived_mac(peer_end.url)
     assert mac[0] & 0x03 == 0x02  # locally administered, unicast
@@ -80,7 +69,7 @@ async def test_unanswered_requests_are_logged_once_each(
     make_link: MakeLink, peer_end: PeerEnd, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, "gateway.tuya.answers")
-    await ready(make_link, peer_end)
+    await ready_link(make_link, peer_end)
     peer = peer_end.peer
     for command in (0x25, 0x60, 0x25, 0x60, 0x25):
         peer.request(command)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import PEER_DPS, PeerEnd, fast_config
+from conftest import PEER_DPS, READY_S, MakeLink, PeerEnd, fast_config, ready_link, reports_of
 from mcu_peer import ScriptedMcu, TcpPeer, eventually
 
 from gateway.errors import (
@@ -21,12 +20,10 @@ from gateway.errors import (
     WriteMismatchError,
 )
 from gateway.tuya.capture import read_capture
-from gateway.tuya.link import LinkConfig, LinkState, McuLink
+from gateway.tuya.link import LinkState, McuLink
 from gateway.tuya.protocol import Command, DpValue, Frame, decode_local_time, encode_dps
 from gateway.twin import running_twin
 
-MakeLink = Callable[[LinkConfig], McuLink]
-READY_S = 10.0
 HANDSHAKE = [
     Command.HEARTBEAT,
     Command.PRODUCT_INFO,
@@ -34,19 +31,6 @@ HANDSHAKE = [
     Command.WIFI_STATE,
     Command.DP_QUERY,
 ]
-
-
-async def ready_link(make_link: MakeLink, end: PeerEnd, **overrides: object) -> McuLink:
-    link = make_link(fast_config(end.url, **overrides))
-    await link.start()
-    await link.wait_ready(READY_S)
-    return link
-
-
-def reports_of(link: McuLink) -> list[DpValue]:
-    seen: list[DpValue] = []
-    link.add_report_listener(seen.append)
-    return seen
 
 
 # -- handshake ---------------------------------------------------------------------------------

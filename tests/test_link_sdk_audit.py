@@ -8,20 +8,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable
 
 import pytest
-from conftest import FAST_TIMINGS, PeerEnd, fast_config
+from conftest import FAST_TIMINGS, READY_S, MakeLink, PeerEnd, fast_config, ready_link, reports_of
 from mcu_peer import eventually
 
 from gateway.errors import LowPowerProtocolError
 from gateway.tuya.handshake import LinkTimings
-from gateway.tuya.link import LinkConfig, LinkState, McuLink
+from gateway.tuya.link import LinkState
 from gateway.tuya.protocol import VERSION_MCU, Command, DpValue, Frame, Skipped, decode_dps
 from gateway.tuya.scan import LineScanner
 
-MakeLink = Callable[[LinkConfig], McuLink]
-READY_S = 10.0
 # each: one odd record whose length fits the frame, then dp15 (77, 78, 79)
 ODD_THEN_DP15 = {
     "value of 2 bytes": "55aa0307000e0102000200070f0200040000004d85",
@@ -29,19 +26,6 @@ ODD_THEN_DP15 = {
     "bitmap of 3 bytes": "55aa0307000f090500030000010f0200040000004f8e",
 }
 DP15S = [DpValue.of_value(15, value) for value in (77, 78, 79)]
-
-
-async def ready(make_link: MakeLink, end: PeerEnd, **overrides: object) -> McuLink:
-    link = make_link(fast_config(end.url, **overrides))
-    await link.start()
-    await link.wait_ready(READY_S)
-    return link
-
-
-def reports_of(link: McuLink) -> list[DpValue]:
-    seen: list[DpValue] = []
-    link.add_report_listener(seen.append)
-    return seen
 
 
 # -- a 0x07 with one odd record ---------------------------------------------------------------
@@ -65,7 +49,7 @@ async def test_records_after_an_odd_one_reach_the_listeners(
     make_link: MakeLink, peer_end: PeerEnd, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, "gateway.tuya.link")
-    link = await ready(make_link, peer_end)
+    link = await ready_link(make_link, peer_end)
     seen = reports_of(link)
     for wire in ODD_THEN_DP15.values():
         peer_end.peer.send_bytes(bytes.fromhex(wire))
@@ -81,7 +65,7 @@ async def test_time_service_and_weather_are_answered_failure_and_logged_once(
     make_link: MakeLink, peer_end: PeerEnd, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, "gateway.tuya.answers")
-    await ready(make_link, peer_end)
+    await ready_link(make_link, peer_end)
     peer = peer_end.peer
     service = Command.EXTENDED_SERVICE
     # sub 0x01 "open the time service" (00 GMT, 01 local): 01 01, no sub 0x02 notices follow
@@ -103,7 +87,7 @@ async def test_a_reboot_answered_after_the_heartbeat_timeout_redoes_the_handshak
     make_link: MakeLink, peer_end: PeerEnd
 ) -> None:
     # the late 00 lands between the heartbeat's timeout (0.25 s) and the next heartbeat (1 s)
-    link = await ready(make_link, peer_end, heartbeat_interval_s=1.0, heartbeat_timeout_s=0.25)
+    link = await ready_link(make_link, peer_end, heartbeat_interval_s=1.0, heartbeat_timeout_s=0.25)
     peer = peer_end.peer
     peer.heartbeats_late, peer.heartbeat_late_s = 1, 0.6
     peer.reboot()
@@ -118,7 +102,7 @@ async def test_an_echoing_line_is_no_low_power_mcu_and_no_reboot(
     make_link: MakeLink, peer_end: PeerEnd
 ) -> None:
     peer_end.peer.echo = True  # 55aa00000000ff comes back before 55aa030000010003
-    link = await ready(make_link, peer_end)
+    link = await ready_link(make_link, peer_end)
     assert link.fatal_error is None
     assert link.stats.mcu_reboots == 0
     assert link.stats.handshakes == 1
@@ -145,7 +129,7 @@ async def test_a_frame_split_by_a_pause_is_still_decoded(
     # a TCP serial bridge may deliver one frame in segments well over 50 ms apart
     timings = dataclasses.replace(FAST_TIMINGS, line_idle_s=LinkTimings().line_idle_s)
     # no heartbeat answer may land inside the pieces: one MCU sends one frame at a time
-    link = await ready(make_link, peer_end, timings=timings, heartbeat_interval_s=60.0)
+    link = await ready_link(make_link, peer_end, timings=timings, heartbeat_interval_s=60.0)
     seen = reports_of(link)
     wire = Frame(Command.DP_REPORT, DP15S[0].encode(), VERSION_MCU).encode()
     for piece in (wire[:1], wire[1:9], wire[9:]):
@@ -160,7 +144,7 @@ async def test_a_frame_behind_a_phantom_length_needs_no_quiet_line(
 ) -> None:
     # a line that never idles long enough: only the frame itself may end the phantom's wait
     timings = dataclasses.replace(FAST_TIMINGS, line_idle_s=3600.0)
-    link = await ready(make_link, peer_end, timings=timings)
+    link = await ready_link(make_link, peer_end, timings=timings)
     seen = reports_of(link)
     for phantom, dp in zip(("55aa030703ff", "55aa0307ffff"), DP15S, strict=False):
         wire = Frame(Command.DP_REPORT, dp.encode(), VERSION_MCU).encode()

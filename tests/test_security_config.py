@@ -14,6 +14,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from certs import make_ca, make_cert
@@ -222,6 +223,16 @@ async def test_status_points_count_refused_connections_and_writes(tmp_path: Path
         await service.stop()
 
 
+async def toggle_prepayment(client: AsyncModbusTlsClient) -> Any:
+    """Flip the prepayment coil once the link is READY (its first successful read)."""
+    for _ in range(100):
+        before = await client.read_coils(1, count=1, device_id=1)
+        if not before.isError():
+            break
+        await asyncio.sleep(0.1)
+    return await client.write_coil(1, not before.bits[0], device_id=1)
+
+
 def test_run_tls_process_writes_audit_and_reloads_on_sighup(tmp_path: Path) -> None:
     ca = make_ca(tmp_path, "ca")
     server = make_cert(tmp_path, "server", ca, server=True)
@@ -271,12 +282,7 @@ async def operate(port: int, pki: Pki) -> None:
     else:
         raise AssertionError("the TLS listener never came up")
     try:
-        for _ in range(100):  # until the link is READY
-            before = await client.read_coils(1, count=1, device_id=1)
-            if not before.isError():
-                break
-            await asyncio.sleep(0.1)
-        reply = await client.write_coil(1, not before.bits[0], device_id=1)
+        reply = await toggle_prepayment(client)
         assert not reply.isError(), reply
     finally:
         client.close()
@@ -315,12 +321,7 @@ async def test_readme_openssl_recipe_makes_working_role_certificates(readme_pki:
                 "127.0.0.1", port=service.modbus.tls_port, sslctx=context, timeout=5, retries=0
             )
             assert await client.connect()
-            for _ in range(100):  # until the link is READY
-                before = await client.read_coils(1, count=1, device_id=1)
-                if not before.isError():
-                    break
-                await asyncio.sleep(0.1)
-            reply = await client.write_coil(1, not before.bits[0], device_id=1)
+            reply = await toggle_prepayment(client)
             client.close()
             assert (reply.exception_code if reply.isError() else None) == expected, role
     finally:

@@ -149,7 +149,6 @@ class UnitInfo:
     current_map: Callable[[], RegisterMap]  # --map auto replaces the unit's map once
     read_only: bool
     link_ready: Callable[[], bool]
-    serving: Callable[[], bool] = lambda: True
 
 
 class _BoundBackend(UnitProxy):
@@ -195,8 +194,6 @@ def bind_unit(backend: UnitBackend, info: UnitInfo) -> UnitBackend:
 def _outcome(info: UnitInfo, code: ExceptionCode, known: str | None) -> str:
     if known is not None:
         return known  # what the write path saw: the code alone cannot tell
-    if not info.serving():
-        return WriteOutcome.NOT_SERVING
     if code is ExceptionCode.ILLEGAL_FUNCTION:
         return WriteOutcome.READ_ONLY if info.read_only else WriteOutcome.NOT_WRITABLE
     if code in _REFUSALS:

@@ -285,12 +285,10 @@ def _longest_window(units: Iterable[Unit]) -> float:
 
 
 def _log_info(unit: Unit, read_only: bool) -> logs.UnitInfo:
-    auto = unit.served if isinstance(unit.served, AutoBackend) else None
     return logs.UnitInfo(
         unit.device.unit,
         unit.device.link,
         lambda: unit.register_map,
         read_only,
         lambda: unit.link.state is LinkState.READY,
-        serving=lambda: auto is None or auto.chosen is not None,
     )

@@ -16,6 +16,7 @@ from gateway.modbus.tables import ExceptionCode, Table
 from gateway.regmap.catalog import MapChoice, choose_map, shipped_maps
 from gateway.regmap.specs import RegisterMap
 from gateway.tuya.link import LinkState, McuLink
+from gateway.unit.outcome import WriteOutcome, note
 
 __all__ = ["AutoBackend"]
 
@@ -41,6 +42,7 @@ class _NotServing:
         client: str,
         arrived: float | None = None,
     ) -> ExceptionCode | None:
+        note(WriteOutcome.NOT_SERVING)
         return _NOT_SERVING
 
     def count_request(self, exception: ExceptionCode | None, function_code: int = 0) -> None:

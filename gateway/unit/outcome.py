@@ -25,7 +25,7 @@ from gateway.errors import (
     WriteRejectedError,
 )
 
-__all__ = ["FAILED", "WriteOutcome", "outcome_of", "record", "recording"]
+__all__ = ["FAILED", "WriteOutcome", "note", "outcome_of", "record", "recording"]
 
 
 class WriteOutcome(enum.StrEnum):
@@ -78,9 +78,15 @@ def outcome_of(err: GatewayError, *, motor: bool = False) -> WriteOutcome | None
 
 def record(err: GatewayError, *, motor: bool = False) -> None:
     """Note why the write running now was refused or failed (kept by :func:`recording`)."""
-    outcomes = _RECORDED.get()
     outcome = outcome_of(err, motor=motor)
-    if outcomes is not None and outcome is not None:
+    if outcome is not None:
+        note(outcome)
+
+
+def note(outcome: WriteOutcome) -> None:
+    """Note ``outcome`` for the write running now, if someone is :func:`recording` it."""
+    outcomes = _RECORDED.get()
+    if outcomes is not None:
         outcomes.append(outcome)
 
 
